@@ -1,0 +1,108 @@
+"""WireGuard keys as one value type that speaks every encoding.
+
+The same 32 bytes travel as base64 (``wg``, netlink, pyroute2, the MeshAgent
+API) and as lowercase hex (the UAPI socket of wireguard-go). Mixing the two up
+fails silently as "unknown peer", so every key in reef is a :class:`Key` and the
+encoding is chosen only at the edge that needs it.
+
+Key generation follows the X25519 rules WireGuard uses (RFC 7748 clamping). The
+public key is derived with the ``cryptography`` package when it is installed and
+with ``wg pubkey`` otherwise (wireguard-tools is a dependency of the dataplane
+anyway); the private key never leaves this process except through stdin of
+that ``wg`` child.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import subprocess
+from dataclasses import dataclass
+from typing import Self
+
+KEY_LEN = 32
+
+
+class InvalidKey(ValueError):
+    """A string or byte string is not a valid WireGuard key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """32 raw bytes of a Curve25519 key (private, public or preshared)."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != KEY_LEN:
+            raise InvalidKey(f"a WireGuard key has {KEY_LEN} bytes, got {len(self.raw)}")
+
+    @classmethod
+    def from_base64(cls, text: str | bytes) -> Self:
+        """Parse the 44-character base64 form (``wg genkey``, netlink)."""
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise InvalidKey(f"not base64: {text!r}") from exc
+        return cls(raw)
+
+    @classmethod
+    def from_hex(cls, text: str) -> Self:
+        """Parse the 64-character hex form (UAPI); either case is accepted."""
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError as exc:
+            raise InvalidKey(f"not hex: {text!r}") from exc
+        return cls(raw)
+
+    @classmethod
+    def parse(cls, text: str) -> Self:
+        """Parse either encoding, told apart by length (64 = hex, 44 = base64)."""
+        return cls.from_hex(text) if len(text) == 2 * KEY_LEN else cls.from_base64(text)
+
+    @classmethod
+    def generate(cls) -> Self:
+        """A fresh private key: random bytes clamped as X25519 requires."""
+        raw = bytearray(os.urandom(KEY_LEN))
+        raw[0] &= 248
+        raw[31] &= 127
+        raw[31] |= 64
+        return cls(bytes(raw))
+
+    def public_key(self) -> Key:
+        """Derive the public key of this private key."""
+        return Key(_derive_public(self.raw))
+
+    def base64(self) -> str:
+        return base64.b64encode(self.raw).decode("ascii")
+
+    def hex(self) -> str:
+        return self.raw.hex()
+
+    def __str__(self) -> str:
+        return self.base64()
+
+    def __repr__(self) -> str:
+        # Short and harmless to log: a private key must not end up in logs whole.
+        return f"Key({self.base64()[:8]}…)"
+
+
+def _derive_public(private: bytes) -> bytes:
+    try:
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+            X25519PrivateKey,
+        )
+    except ImportError:
+        return _derive_public_with_wg(private)
+    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+
+
+def _derive_public_with_wg(private: bytes) -> bytes:
+    result = subprocess.run(
+        ["wg", "pubkey"],
+        input=base64.b64encode(private) + b"\n",
+        capture_output=True,
+        check=True,
+    )
+    return base64.b64decode(result.stdout.strip())

@@ -1,0 +1,225 @@
+"""The WireGuard userspace API (UAPI) as pure encode/decode functions.
+
+wireguard-go speaks a line protocol on ``/var/run/wireguard/<if>.sock``:
+``get=1``/``set=1``, ``key=value`` lines, a blank line; answers end in
+``errno=N`` and a blank line. Keeping the codec free of sockets lets it be
+tested exhaustively; :mod:`reef.dataplane.userspace` only moves the bytes.
+
+Facts the codec encodes (see docs REFERENCE.md): keys are lowercase hex here
+(base64 everywhere else), wireguard-go reports errors as *negative* errno and
+any non-zero value is a failure, and the order of lines in a ``get`` answer is
+not to be relied on beyond "``public_key`` opens a peer block".
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from reef.dataplane.diff import PeerPlan
+from reef.dataplane.keys import Key
+from reef.dataplane.spec import DeviceState, Endpoint, IPNetwork, PeerSpec, PeerState
+
+GET_REQUEST = b"get=1\n\n"
+
+
+class UapiError(RuntimeError):
+    """wireguard-go refused a request (non-zero errno) or answered garbage."""
+
+    def __init__(self, message: str, errno: int = 0) -> None:
+        super().__init__(message)
+        self.errno = errno
+
+
+@dataclass(frozen=True, slots=True)
+class UapiResponse:
+    """A decoded answer: its ``key=value`` pairs in order, and the errno."""
+
+    pairs: tuple[tuple[str, str], ...]
+    errno: int
+
+    def check(self) -> UapiResponse:
+        """Return self, or raise :class:`UapiError` when errno says failure."""
+        if self.errno != 0:
+            raise UapiError(
+                f"wireguard-go answered errno={self.errno}"
+                " (negative errno, e.g. -22 = invalid argument: a malformed request)",
+                self.errno,
+            )
+        return self
+
+
+def encode_set(lines: Iterable[str]) -> bytes:
+    """Frame ``key=value`` lines as one ``set`` request."""
+    body = "".join(f"{line}\n" for line in lines)
+    return f"set=1\n{body}\n".encode("ascii")
+
+
+def device_lines(private_key: Key | None = None, listen_port: int | None = None) -> list[str]:
+    """Device-level keys; they must come before the first peer in a request."""
+    lines = []
+    if private_key is not None:
+        lines.append(f"private_key={private_key.hex()}")
+    if listen_port is not None:
+        lines.append(f"listen_port={listen_port}")
+    return lines
+
+
+def _peer_config_lines(peer: PeerSpec, replace_allowed_ips: bool) -> list[str]:
+    lines = []
+    if peer.endpoint is not None:
+        lines.append(f"endpoint={peer.endpoint}")
+    lines.append(f"persistent_keepalive_interval={peer.persistent_keepalive}")
+    if replace_allowed_ips:
+        lines.append("replace_allowed_ips=true")
+        lines.extend(f"allowed_ip={net}" for net in peer.allowed_ips)
+    return lines
+
+
+def plan_lines(plan: PeerPlan) -> list[str]:
+    """Peer blocks that apply ``plan``: removals first, so that an allowed IP
+    moving from a removed peer to a new one is never claimed twice at once."""
+    lines = []
+    for key in plan.remove:
+        lines += [f"public_key={key.hex()}", "remove=true"]
+    for change in plan.update:
+        # update_only: if the peer vanished meanwhile, do not resurrect it.
+        lines += [f"public_key={change.peer.public_key.hex()}", "update_only=true"]
+        lines += _peer_config_lines(change.peer, change.allowed_ips_changed)
+    for peer in plan.add:
+        lines.append(f"public_key={peer.public_key.hex()}")
+        lines += _peer_config_lines(peer, replace_allowed_ips=True)
+    return lines
+
+
+def replace_peers_lines(peers: Iterable[PeerSpec]) -> list[str]:
+    """One atomic "the peer set is exactly this" (drops every session: a reset)."""
+    lines = ["replace_peers=true"]
+    for peer in peers:
+        lines.append(f"public_key={peer.public_key.hex()}")
+        lines += _peer_config_lines(peer, replace_allowed_ips=True)
+    return lines
+
+
+def decode_response(data: bytes) -> UapiResponse:
+    """Decode one answer (everything up to and including the blank line)."""
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise UapiError(f"non-ASCII UAPI answer: {data[:80]!r}") from exc
+    pairs: list[tuple[str, str]] = []
+    errno: int | None = None
+    for line in text.split("\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise UapiError(f"UAPI line without '=': {line!r}")
+        if key == "errno":
+            errno = int(value)
+        else:
+            pairs.append((key, value))
+    if errno is None:
+        raise UapiError("UAPI answer without errno line (truncated?)")
+    return UapiResponse(tuple(pairs), errno)
+
+
+def response_complete(buffer: bytes) -> bool:
+    """Whether ``buffer`` holds a whole answer: an errno line then a blank line."""
+    return buffer.endswith(b"\n\n") and (b"\nerrno=" in buffer or buffer.startswith(b"errno="))
+
+
+class _PeerBuilder:
+    """Collects one peer block; lines may come in any order after public_key."""
+
+    def __init__(self, public_key: Key) -> None:
+        self.public_key = public_key
+        self.allowed_ips: list[IPNetwork] = []
+        self.endpoint: Endpoint | None = None
+        self.keepalive = 0
+        self.handshake_sec = 0
+        self.handshake_nsec = 0
+        self.rx = 0
+        self.tx = 0
+
+    def take(self, key: str, value: str) -> None:
+        match key:
+            case "allowed_ip":
+                self.allowed_ips.append(ipaddress.ip_network(value, strict=False))
+            case "endpoint":
+                self.endpoint = Endpoint.parse(value)
+            case "persistent_keepalive_interval":
+                self.keepalive = int(value)
+            case "last_handshake_time_sec":
+                self.handshake_sec = int(value)
+            case "last_handshake_time_nsec":
+                self.handshake_nsec = int(value)
+            case "rx_bytes":
+                self.rx = int(value)
+            case "tx_bytes":
+                self.tx = int(value)
+            case _:
+                pass  # preshared_key, protocol_version, future keys: not modelled
+
+    def build(self) -> PeerState:
+        handshake = None
+        if self.handshake_sec or self.handshake_nsec:
+            handshake = datetime.fromtimestamp(
+                self.handshake_sec + self.handshake_nsec / 1e9, tz=UTC
+            )
+        return PeerState(
+            self.public_key,
+            tuple(self.allowed_ips),
+            self.endpoint,
+            self.keepalive,
+            handshake,
+            self.rx,
+            self.tx,
+        )
+
+
+def decode_device(response: UapiResponse) -> DeviceState:
+    """Turn a successful ``get`` answer into a :class:`DeviceState`."""
+    response.check()
+    private_key: Key | None = None
+    listen_port = 0
+    peers: dict[Key, PeerState] = {}
+    current: _PeerBuilder | None = None
+    for key, value in response.pairs:
+        if key == "public_key":
+            if current is not None:
+                peers[current.public_key] = current.build()
+            current = _PeerBuilder(Key.from_hex(value))
+        elif current is not None:
+            current.take(key, value)
+        elif key == "private_key":
+            private_key = Key.from_hex(value)
+        elif key == "listen_port":
+            listen_port = int(value)
+    if current is not None:
+        peers[current.public_key] = current.build()
+    public_key = private_key.public_key() if private_key is not None else None
+    return DeviceState(public_key=public_key, listen_port=listen_port, peers=peers)
+
+
+def encode_device_state(state: DeviceState, private_key: Key | None = None) -> bytes:
+    """Render a ``get`` answer (what wireguard-go would send) for tests and fakes."""
+    lines = device_lines(private_key, state.listen_port or None)
+    for peer in state.peers.values():
+        lines.append(f"public_key={peer.public_key.hex()}")
+        if peer.endpoint is not None:
+            lines.append(f"endpoint={peer.endpoint}")
+        if peer.last_handshake is not None:
+            stamp = peer.last_handshake.timestamp()
+            lines.append(f"last_handshake_time_sec={int(stamp)}")
+            lines.append(f"last_handshake_time_nsec={round((stamp % 1) * 1e9)}")
+        lines += [
+            f"rx_bytes={peer.rx_bytes}",
+            f"tx_bytes={peer.tx_bytes}",
+            f"persistent_keepalive_interval={peer.persistent_keepalive}",
+        ]
+        lines += [f"allowed_ip={net}" for net in peer.allowed_ips]
+    lines.append("errno=0")
+    return "".join(f"{line}\n" for line in lines).encode("ascii") + b"\n"

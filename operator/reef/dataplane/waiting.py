@@ -1,0 +1,104 @@
+"""Wait for a file to appear, or a process to die, without polling.
+
+wireguard-go signals readiness only by creating its UAPI socket. Instead of
+sleeping in a loop we watch the directory with inotify and the child with a
+pidfd, and block in ``select`` until either fires or the deadline passes.
+The standard library has no inotify binding; three libc calls via ctypes are
+smaller than a dependency.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import select
+import time
+from pathlib import Path
+
+_IN_CREATE = 0x100
+_IN_MOVED_TO = 0x80
+_IN_NONBLOCK = os.O_NONBLOCK
+_IN_CLOEXEC = os.O_CLOEXEC
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class WaitTimeout(TimeoutError):
+    """The awaited file did not appear before the deadline."""
+
+
+class ProcessExited(RuntimeError):
+    """The process that should have created the file exited first."""
+
+    def __init__(self, message: str, returncode: int | None) -> None:
+        super().__init__(message)
+        self.returncode = returncode
+
+
+def _inotify_watch(directory: Path) -> int:
+    fd: int = _libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+    wd = _libc.inotify_add_watch(fd, os.fsencode(directory), _IN_CREATE | _IN_MOVED_TO)
+    if wd < 0:
+        err = ctypes.get_errno()
+        os.close(fd)
+        raise OSError(err, f"inotify_add_watch {directory}: {os.strerror(err)}")
+    return fd
+
+
+def wait_for_path(path: Path, timeout: float, pid: int | None = None) -> None:
+    """Return once ``path`` exists; raise :class:`WaitTimeout` after ``timeout``
+    seconds, or :class:`ProcessExited` if process ``pid`` (our child) ends first.
+
+    The parent directory must exist (it is watched, not the file).
+    """
+    deadline = time.monotonic() + timeout
+    watch = _inotify_watch(path.parent)
+    pidfd = os.pidfd_open(pid) if pid is not None else None
+    try:
+        while True:
+            # Checked after the watch is armed: a file created in between is not missed.
+            if path.exists():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeout(f"{path} did not appear within {timeout:.1f} s")
+            fds = [watch] if pidfd is None else [watch, pidfd]
+            ready, _, _ = select.select(fds, [], [], remaining)
+            if pidfd is not None and pidfd in ready and not path.exists():
+                raise ProcessExited(f"process {pid} exited before creating {path}", None)
+            if watch in ready:
+                _drain(watch)
+    finally:
+        os.close(watch)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        return
+
+
+def wait_for_exit(pid: int, timeout: float) -> bool:
+    """Block until process ``pid`` exits (True) or ``timeout`` passes (False).
+
+    Works for any process, not only children (pidfd), so an adopted
+    wireguard-go can be awaited too. Does not reap; the caller does if it is
+    its child.
+    """
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        ready, _, _ = select.select([pidfd], [], [], timeout)
+        return bool(ready)
+    finally:
+        os.close(pidfd)

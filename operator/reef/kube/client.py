@@ -1,0 +1,138 @@
+"""Configure the official client and run its blocking calls off the event loop."""
+
+import asyncio
+import functools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from reef.api import names
+from reef.settings import KubeSettings
+
+CONFLICT = 409
+NOT_FOUND = 404
+
+
+def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
+    """An ApiClient from the kubeconfig named in settings, or in-cluster credentials."""
+    configuration = client.Configuration()
+    if settings.kubeconfig is not None:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=str(settings.kubeconfig),
+            context=settings.kube_context,
+            client_configuration=configuration,
+        )
+    else:
+        config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    # One HTTP connection per worker thread, so concurrent calls do not queue on the pool.
+    configuration.connection_pool_maxsize = pool_size
+    return client.ApiClient(configuration)
+
+
+def is_status(error: BaseException, code: int) -> bool:
+    return isinstance(error, ApiException) and error.status == code
+
+
+class Kube:
+    """The API calls reef makes, each awaitable; one instance per process."""
+
+    def __init__(self, api_client: Any, workers: int = 16) -> None:
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
+
+    async def call(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(function, *args, **kwargs)
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.api_client.close()
+
+    # MeshAgents and MeshNetworks (cluster-scoped custom objects)
+
+    async def get_agent(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(
+            self.custom.get_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            name,
+        )
+        return result
+
+    async def list_agents(self) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(
+            self.custom.list_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+        )
+        return result
+
+    async def get_network(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(
+            self.custom.get_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_NETWORK_PLURAL,
+            name,
+        )
+        return result
+
+    async def patch_agent(self, name: str, body: Any) -> dict[str, Any]:
+        """Merge-patch (or JSON-patch, for a list body) a MeshAgent's metadata/spec."""
+        content_type = (
+            "application/json-patch+json"
+            if isinstance(body, list)
+            else "application/merge-patch+json"
+        )
+        result: dict[str, Any] = await self.call(
+            self.custom.patch_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            name,
+            body,
+            _content_type=content_type,
+        )
+        return result
+
+    async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
+        """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
+        result: dict[str, Any] = await self.call(
+            self.custom.patch_cluster_custom_object_status,
+            names.GROUP,
+            names.VERSION,
+            plural,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+        return result
+
+    # ConfigMaps (the ledger)
+
+    async def list_config_maps(self, namespace: str, label_selector: str) -> list[Any]:
+        result = await self.call(
+            self.core.list_namespaced_config_map, namespace, label_selector=label_selector
+        )
+        return list(result.items)
+
+    async def read_config_map(self, namespace: str, name: str) -> Any:
+        return await self.call(self.core.read_namespaced_config_map, name, namespace)
+
+    async def create_config_map(self, namespace: str, body: Any) -> Any:
+        return await self.call(self.core.create_namespaced_config_map, namespace, body)
+
+    async def replace_config_map(self, namespace: str, name: str, body: Any) -> Any:
+        """PUT with ``metadata.resourceVersion`` set: the API server's compare-and-swap."""
+        return await self.call(self.core.replace_namespaced_config_map, name, namespace, body)

@@ -1,0 +1,1 @@
+"""Metrics, structured logs and the fixed catalogue of Event reasons."""

@@ -1,0 +1,78 @@
+"""Settings of each reef process, read from the environment (``REEF_*``) by pydantic-settings.
+
+Every field documents itself; the Helm chart sets these through env variables.
+"""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LogFormat = Literal["json", "text"]
+
+
+class KubeSettings(BaseSettings):
+    """How to reach the API server: in-cluster by default, or a kubeconfig file."""
+
+    model_config = SettingsConfigDict(env_prefix="REEF_", extra="ignore")
+
+    kubeconfig: Path | None = Field(
+        None, description="Kubeconfig file; unset means in-cluster service-account credentials."
+    )
+    kube_context: str | None = Field(None, description="Context in the kubeconfig to use.")
+    log_format: LogFormat = Field("json", description="json (one object per line) or text.")
+    log_level: str = Field("INFO", description="Python logging level name.")
+
+
+class OperatorSettings(KubeSettings):
+    """The allocation operator (``reef operator``)."""
+
+    namespace: str = Field(
+        "reef-system",
+        description="Namespace holding the ledger ConfigMaps (the operator's own namespace).",
+    )
+    metrics_port: int = Field(
+        9090, description="Port of the Prometheus /metrics endpoint; 0 = off."
+    )
+    health_port: int = Field(
+        8080, description="Port of the kopf liveness endpoint /healthz; 0 = off."
+    )
+    repair_interval_seconds: float = Field(
+        60.0, description="How often ledger, statuses and live UIDs are compared (the backstop)."
+    )
+    release_grace_seconds: float = Field(
+        30.0,
+        description=(
+            "An allocated ledger entry whose owner UID is gone is released only after it has"
+            " been seen orphaned for this long and re-checked against the API server."
+        ),
+    )
+    api_workers: int = Field(
+        16, description="Threads for blocking API calls; bounds concurrent status writes."
+    )
+
+
+class AgentSettings(KubeSettings):
+    """The node agent (``reef agent``)."""
+
+    node_name: str = Field(..., description="This node's name (downward API spec.nodeName).")
+    network: str = Field("default", description="MeshNetwork this node joins.")
+    interface: str = Field("reef0", description="WireGuard interface name (at most 15 chars).")
+    key_dir: Path = Field(
+        Path("/var/lib/reef"), description="Host directory of <network>.key (mode 0600)."
+    )
+    endpoint: str | None = Field(
+        None, description="host:port peers use to reach this node; default: node IP + listenPort."
+    )
+    node_ip: str | None = Field(
+        None, description="This node's underlay address (downward API status.hostIP)."
+    )
+    backend: Literal["auto", "kernel", "userspace"] = Field(
+        "auto", description="auto picks kernel WireGuard when the module is there."
+    )
+    resync_seconds: float = Field(300.0, description="Periodic full resync (a backstop only).")
+    status_min_interval_seconds: float = Field(
+        10.0, description="Least time between two status writes of unchanged importance."
+    )
+    metrics_port: int = Field(9091, description="Port of the agent's /metrics endpoint; 0 = off.")
