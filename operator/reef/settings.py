@@ -23,6 +23,9 @@ class KubeSettings(BaseSettings):
     kube_context: str | None = Field(None, description="Context in the kubeconfig to use.")
     log_format: LogFormat = Field("json", description="json (one object per line) or text.")
     log_level: str = Field("INFO", description="Python logging level name.")
+    bind_address: str = Field(
+        "0.0.0.0", description="Address the metrics and health endpoints listen on."
+    )
 
 
 class OperatorSettings(KubeSettings):

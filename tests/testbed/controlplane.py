@@ -37,7 +37,7 @@ from types import TracebackType
 from tests.testbed.binaries import BIN_DIR
 from tests.testbed.kubeconfig import write_client_cert_kubeconfig
 from tests.testbed.pki import ControlPlanePKI, create_pki
-from tests.testbed.processes import ManagedProcess, ProcessFailed, wait_until_ready
+from tests.testbed.processes import BedProcessError, ManagedProcess, wait_until_ready
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"
@@ -108,6 +108,7 @@ class LocalControlPlane:
         self._controllers = list(controllers)
         self._startup_timeout = startup_timeout
         self._workdir: Path | None = None
+        self._apiserver_port = 0
         self._processes: list[ManagedProcess] = []
         self.startup_seconds: float | None = None
         """Seconds from `start` until the bed was ready."""
@@ -240,10 +241,6 @@ class LocalControlPlane:
             what="etcd reported healthy",
         )
         apiserver = self._spawn("kube-apiserver", self._apiserver_argv(workdir, pki, etcd_port))
-        # The controller manager waits for the API server by itself; starting
-        # it now overlaps its start-up with the API server's.
-        kcm = self._spawn("kube-controller-manager", self._kcm_argv(workdir, pki, kcm_kubeconfig, kcm_port))
-
         admin_tls = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin_tls.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
         wait_until_ready(
@@ -251,6 +248,11 @@ class LocalControlPlane:
             lambda: _get(self._apiserver_port, "/readyz", admin_tls)[0] == 200,
             timeout=self._startup_timeout,
             what="kube-apiserver answered /readyz",
+        )
+        # Only now: the controller manager exits at once if the API server has
+        # not yet bootstrapped the RBAC rules that let it read its config.
+        kcm = self._spawn(
+            "kube-controller-manager", self._kcm_argv(workdir, pki, kcm_kubeconfig, kcm_port)
         )
         # Its serving certificate is self-signed, made at start; only the
         # liveness of this loopback endpoint matters here.
@@ -267,10 +269,14 @@ class LocalControlPlane:
         # made the default namespace's ServiceAccount: Pods can then be created.
         wait_until_ready(
             kcm,
-            lambda: _get(
-                self._apiserver_port, "/api/v1/namespaces/default/serviceaccounts/default", admin_tls
-            )[0]
-            == 200,
+            lambda: (
+                _get(
+                    self._apiserver_port,
+                    "/api/v1/namespaces/default/serviceaccounts/default",
+                    admin_tls,
+                )[0]
+                == 200
+            ),
             timeout=self._startup_timeout,
             what="the controllers created ServiceAccount default/default",
         )
@@ -359,7 +365,7 @@ def _up(directory: Path | None) -> int:
         return 1
     except KeyboardInterrupt:
         return 0
-    except ProcessFailed as error:
+    except BedProcessError as error:
         print(error, file=sys.stderr)
         return 1
     finally:
@@ -369,7 +375,8 @@ def _up(directory: Path | None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tests.testbed.controlplane", description=__doc__.split("\n\n")[0]
+        prog="python -m tests.testbed.controlplane",
+        description="A real Kubernetes control plane on loopback, for demos and manual poking.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start the bed and keep it running until SIGINT/SIGTERM")

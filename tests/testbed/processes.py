@@ -20,7 +20,7 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
-class ProcessFailed(RuntimeError):
+class BedProcessError(RuntimeError):
     """A bed process exited, or never became ready, while we waited for it."""
 
 
@@ -119,13 +119,13 @@ def wait_until_ready(
             return
         code = process.returncode()
         if code is not None:
-            raise ProcessFailed(
+            raise BedProcessError(
                 f"{process.name} exited with status {code} before {what}; "
                 f"last lines of {process.log_path}:\n{process.log_tail()}"
             )
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise ProcessFailed(
+            raise BedProcessError(
                 f"{what} did not happen within {timeout:.0f}s; "
                 f"last lines of {process.log_path}:\n{process.log_tail()}"
             )

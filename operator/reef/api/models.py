@@ -138,20 +138,20 @@ class MeshAgent(_Model):
 
 def parse_mesh_agent(body: dict[str, Any]) -> MeshAgent:
     """Read a MeshAgent from an API object (a kopf body or a client dict)."""
-    return MeshAgent.model_validate(_plain(body))
+    return MeshAgent.model_validate(plain(body))
 
 
 def parse_mesh_network(body: dict[str, Any]) -> MeshNetwork:
     """Read a MeshNetwork from an API object (a kopf body or a client dict)."""
-    return MeshNetwork.model_validate(_plain(body))
+    return MeshNetwork.model_validate(plain(body))
 
 
-def _plain(body: Any) -> Any:
+def plain(body: Any) -> Any:
     """kopf hands out read-only mapping views; pydantic wants plain dicts."""
     if hasattr(body, "items") and not isinstance(body, dict):
-        return {k: _plain(v) for k, v in body.items()}
+        return {k: plain(v) for k, v in body.items()}
     if isinstance(body, dict):
-        return {k: _plain(v) for k, v in body.items()}
+        return {k: plain(v) for k, v in body.items()}
     if isinstance(body, list):
-        return [_plain(v) for v in body]
+        return [plain(v) for v in body]
     return body

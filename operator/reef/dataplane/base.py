@@ -7,6 +7,7 @@ packets: both backends implement :class:`Backend`, and
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from reef.dataplane.diff import PeerPlan
@@ -34,7 +35,7 @@ class Backend(Protocol):
         """
         ...
 
-    def apply_peers(self, desired: tuple[PeerSpec, ...] | list[PeerSpec]) -> PeerPlan:
+    def apply_peers(self, desired: Sequence[PeerSpec]) -> PeerPlan:
         """Make the peer set exactly ``desired``, writing only the difference,
         and route the peers' allowed IPs via the interface. Returns what was done."""
         ...

@@ -24,7 +24,7 @@ from typing import Self
 KEY_LEN = 32
 
 
-class InvalidKey(ValueError):
+class InvalidKeyError(ValueError):
     """A string or byte string is not a valid WireGuard key."""
 
 
@@ -36,7 +36,7 @@ class Key:
 
     def __post_init__(self) -> None:
         if len(self.raw) != KEY_LEN:
-            raise InvalidKey(f"a WireGuard key has {KEY_LEN} bytes, got {len(self.raw)}")
+            raise InvalidKeyError(f"a WireGuard key has {KEY_LEN} bytes, got {len(self.raw)}")
 
     @classmethod
     def from_base64(cls, text: str | bytes) -> Self:
@@ -44,7 +44,7 @@ class Key:
         try:
             raw = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise InvalidKey(f"not base64: {text!r}") from exc
+            raise InvalidKeyError(f"not base64: {text!r}") from exc
         return cls(raw)
 
     @classmethod
@@ -53,7 +53,7 @@ class Key:
         try:
             raw = bytes.fromhex(text)
         except ValueError as exc:
-            raise InvalidKey(f"not hex: {text!r}") from exc
+            raise InvalidKeyError(f"not hex: {text!r}") from exc
         return cls(raw)
 
     @classmethod

@@ -91,6 +91,11 @@ def _covered(net: IPNetwork, on_link: Iterable[IPInterface]) -> bool:
     )
 
 
+def _scope(net: IPNetwork) -> int:
+    # IPv4 routes via a point-to-point device are link-scoped; IPv6 has no such scope.
+    return _SCOPE_LINK if net.version == 4 else 0
+
+
 def sync_routes(ipr: IPRoute, index: int, networks: Iterable[IPNetwork]) -> None:
     """Route exactly ``networks`` (minus those already on-link) via the interface.
 
@@ -105,11 +110,11 @@ def sync_routes(ipr: IPRoute, index: int, networks: Iterable[IPNetwork]) -> None
             dst = route.get("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
             live.add(ipaddress.ip_network(f"{dst}/{route['dst_len']}"))
     for net in sorted(wanted - live, key=str):
-        # IPv4 routes via a point-to-point device are link-scoped; IPv6 has no such scope.
-        scope = _SCOPE_LINK if net.version == 4 else 0
-        ipr.route("replace", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=scope)
+        ipr.route("replace", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
     for net in sorted(live - wanted, key=str):
-        ipr.route("del", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO)
+        # The scope must be given: pyroute2 otherwise sends "universe" and the kernel
+        # finds no matching route (ESRCH).
+        ipr.route("del", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
 
 
 def delete_link(ipr: IPRoute, ifname: str) -> bool:

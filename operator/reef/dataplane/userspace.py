@@ -30,7 +30,12 @@ from reef.dataplane import links, uapi
 from reef.dataplane.base import BackendKind, DataplaneError
 from reef.dataplane.diff import PeerPlan, diff_peers
 from reef.dataplane.spec import DeviceSpec, DeviceState, PeerSpec
-from reef.dataplane.waiting import ProcessExited, WaitTimeout, wait_for_exit, wait_for_path
+from reef.dataplane.waiting import (
+    ProcessExitedError,
+    WaitTimeoutError,
+    wait_for_exit,
+    wait_for_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +82,7 @@ class UserspaceBackend:
                 while not uapi.response_complete(buffer):
                     chunk = sock.recv(65536)
                     if not chunk:
-                        raise uapi.UapiError(
-                            f"{self.socket_path} closed the connection mid-answer"
-                        )
+                        raise uapi.UapiError(f"{self.socket_path} closed the connection mid-answer")
                     buffer += chunk
             except OSError as exc:
                 raise DataplaneError(
@@ -102,7 +105,7 @@ class UserspaceBackend:
         if self.process is not None and self.process.poll() is None:
             raise DataplaneError(
                 f"wireguard-go pid {self.process.pid} runs but {self.socket_path} does not answer;"
-                " check its log at {self.log_path}"
+                f" check its log at {self.log_path}"
             )
         # A socket file without a listener (wireguard-go was killed hard) would
         # make wireguard-go refuse to start.
@@ -119,13 +122,13 @@ class UserspaceBackend:
         log.info("started wireguard-go pid %d for %s", self.process.pid, self.ifname)
         try:
             wait_for_path(self.socket_path, self.start_timeout, pid=self.process.pid)
-        except ProcessExited as exc:
+        except ProcessExitedError as exc:
             code = self.process.wait()
             raise DataplaneError(
                 f"wireguard-go for {self.ifname} exited with code {code} before its UAPI"
                 f" socket appeared; see {self.log_path} (is /dev/net/tun available?)"
             ) from exc
-        except WaitTimeout as exc:
+        except WaitTimeoutError as exc:
             raise DataplaneError(
                 f"wireguard-go for {self.ifname} created no UAPI socket within"
                 f" {self.start_timeout} s; see {self.log_path}"
@@ -176,6 +179,7 @@ class UserspaceBackend:
             self.process.wait(self.start_timeout)
             self.process = None
         self.socket_path.unlink(missing_ok=True)
+        self.log_path.unlink(missing_ok=True)
 
     def close(self) -> None:
         self.ipr.close()

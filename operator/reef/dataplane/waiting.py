@@ -24,11 +24,11 @@ _IN_CLOEXEC = os.O_CLOEXEC
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
-class WaitTimeout(TimeoutError):
+class WaitTimeoutError(TimeoutError):
     """The awaited file did not appear before the deadline."""
 
 
-class ProcessExited(RuntimeError):
+class ProcessExitedError(RuntimeError):
     """The process that should have created the file exited first."""
 
     def __init__(self, message: str, returncode: int | None) -> None:
@@ -50,8 +50,8 @@ def _inotify_watch(directory: Path) -> int:
 
 
 def wait_for_path(path: Path, timeout: float, pid: int | None = None) -> None:
-    """Return once ``path`` exists; raise :class:`WaitTimeout` after ``timeout``
-    seconds, or :class:`ProcessExited` if process ``pid`` (our child) ends first.
+    """Return once ``path`` exists; raise :class:`WaitTimeoutError` after ``timeout``
+    seconds, or :class:`ProcessExitedError` if process ``pid`` (our child) ends first.
 
     The parent directory must exist (it is watched, not the file).
     """
@@ -65,11 +65,11 @@ def wait_for_path(path: Path, timeout: float, pid: int | None = None) -> None:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise WaitTimeout(f"{path} did not appear within {timeout:.1f} s")
+                raise WaitTimeoutError(f"{path} did not appear within {timeout:.1f} s")
             fds = [watch] if pidfd is None else [watch, pidfd]
             ready, _, _ = select.select(fds, [], [], remaining)
             if pidfd is not None and pidfd in ready and not path.exists():
-                raise ProcessExited(f"process {pid} exited before creating {path}", None)
+                raise ProcessExitedError(f"process {pid} exited before creating {path}", None)
             if watch in ready:
                 _drain(watch)
     finally:

@@ -97,12 +97,14 @@ def _allocate_one(
                 chosen[pool.version] = int(requested)
             else:
                 refusals.append(refusal)
-        elif (value := _retained(index, request, now, ledger.policy)) is not None:
-            chosen[pool.version] = value
-        elif (value := _fresh_or_reusable(index, now, ledger.policy)) is not None:
-            chosen[pool.version] = value
         else:
-            exhausted.append(str(pool.network))
+            value = _retained(index, request, now, ledger.policy)
+            if value is None:
+                value = _fresh_or_reusable(index, now, ledger.policy)
+            if value is None:
+                exhausted.append(str(pool.network))
+            else:
+                chosen[pool.version] = value
     if refusals:
         return AllocationResult(
             request,
@@ -141,7 +143,11 @@ def _split_requested(
     for address in request.requested:
         if address.version not in versions:
             refusals.append(
-                Refusal(address, RefusalReason.OUTSIDE_POOL, f"the network has no IPv{address.version} pool")
+                Refusal(
+                    address,
+                    RefusalReason.OUTSIDE_POOL,
+                    f"{address} is outside the network: it has no IPv{address.version} pool",
+                )
             )
         elif address.version in wanted:
             refusals.append(
@@ -188,7 +194,9 @@ def _refuse_requested(
     return None
 
 
-def _retained(index: PoolIndex, request: AllocationRequest, now: datetime, policy: Policy) -> int | None:
+def _retained(
+    index: PoolIndex, request: AllocationRequest, now: datetime, policy: Policy
+) -> int | None:
     """The most recently released address of this name still inside retention."""
     best: Owner | None = None
     best_value: int | None = None

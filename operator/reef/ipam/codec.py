@@ -2,7 +2,8 @@
 
 One key per address (see ``pool.encode_key``), the value a compact JSON object::
 
-    "100.64.0.5": {"uid":"6f1c…","name":"node-a","state":"allocated","since":"2025-01-01T00:00:00Z"}
+    "100.64.0.5": {"uid":"6f1c…","name":"node-a","state":"allocated",
+                   "since":"2025-01-01T00:00:00Z"}
 
 Decoding never raises. Whatever cannot be trusted becomes a ``Problem`` and is
 returned as *kept* raw data: the ledger treats its address as taken and writes

@@ -91,6 +91,8 @@ def network_stats(ledger: Ledger, now: datetime) -> NetworkStats:
                     cooling += 1
         unusable = sum(1 for value in index.damaged if pool.contains(value))
         pools.append(
-            PoolStats(str(pool.network), pool.capacity, index.allocated_count, reserved, cooling, unusable)
+            PoolStats(
+                str(pool.network), pool.capacity, index.allocated_count, reserved, cooling, unusable
+            )
         )
     return NetworkStats(tuple(pools))

@@ -69,14 +69,26 @@ class Kube:
         )
         return result
 
-    async def list_agents(self) -> dict[str, Any]:
+    async def list_agents(self, network: str | None = None) -> list[dict[str, Any]]:
+        """All MeshAgents, or those of one network (a server-side field selector)."""
+        selector = {} if network is None else {"field_selector": f"spec.network={network}"}
         result: dict[str, Any] = await self.call(
             self.custom.list_cluster_custom_object,
             names.GROUP,
             names.VERSION,
             names.MESH_AGENT_PLURAL,
+            **selector,
         )
-        return result
+        return list(result.get("items", []))
+
+    async def list_networks(self) -> list[dict[str, Any]]:
+        result: dict[str, Any] = await self.call(
+            self.custom.list_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_NETWORK_PLURAL,
+        )
+        return list(result.get("items", []))
 
     async def get_network(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.call(

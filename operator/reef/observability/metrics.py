@@ -1,0 +1,72 @@
+"""Prometheus metrics of both processes; names follow the ``reef_<component>_`` convention."""
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+ALLOCATIONS = Counter(
+    "reef_operator_allocations_total",
+    "Addresses given to MeshAgents, by network and how (fresh, sticky, requested, adopted).",
+    ["network", "kind"],
+)
+ALLOCATION_FAILURES = Counter(
+    "reef_operator_allocation_failures_total",
+    "Allocation requests that could not be granted, by network and reason.",
+    ["network", "reason"],
+)
+RELEASES = Counter("reef_operator_releases_total", "Addresses marked released.", ["network"])
+CONFLICTS = Counter(
+    "reef_operator_conflicts_total",
+    "True duplicates found by repair (two live MeshAgents claiming one address).",
+    ["network"],
+)
+LEDGER_WRITES = Counter(
+    "reef_operator_ledger_writes_total", "Ledger shard writes, by outcome.", ["network", "outcome"]
+)
+LEDGER_WRITE_RETRIES = Counter(
+    "reef_operator_ledger_write_retries_total",
+    "Ledger batches re-planned after a compare-and-swap conflict (HTTP 409).",
+    ["network"],
+)
+BATCH_SIZE = Histogram(
+    "reef_operator_allocation_batch_size",
+    "Requests handled by one ledger write.",
+    ["network"],
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+ALLOCATION_LATENCY = Histogram(
+    "reef_operator_allocation_latency_seconds",
+    "From a MeshAgent's creation to its status.addresses being written.",
+    ["network"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+POOL_UTILISATION = Gauge(
+    "reef_operator_pool_utilisation_ratio",
+    "Allocated plus reserved addresses over capacity.",
+    ["network"],
+)
+LEDGER_PROBLEMS = Gauge(
+    "reef_operator_ledger_unreadable_entries",
+    "Ledger entries that could not be decoded (their addresses are kept out of the pool).",
+    ["network"],
+)
+
+AGENT_PEERS = Gauge("reef_agent_peers", "WireGuard peers configured on this node.")
+AGENT_PEERS_HEALTHY = Gauge(
+    "reef_agent_peers_healthy", "Peers with a handshake in the last 180 seconds."
+)
+AGENT_HANDSHAKE_AGE = Gauge(
+    "reef_agent_peer_handshake_age_seconds", "Seconds since the last handshake, per peer.", ["peer"]
+)
+AGENT_SYNC_DURATION = Histogram(
+    "reef_agent_sync_duration_seconds",
+    "Time to plan and apply one peer-set change to the device.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+AGENT_BACKEND = Gauge(
+    "reef_agent_backend_info", "The WireGuard backend in use (value is always 1).", ["backend"]
+)
+
+
+def serve_metrics(port: int, address: str = "0.0.0.0") -> None:
+    """Expose /metrics on ``port`` (0 leaves it off, e.g. in tests that run many processes)."""
+    if port:
+        start_http_server(port, addr=address)

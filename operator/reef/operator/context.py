@@ -1,0 +1,124 @@
+"""Everything the operator's handlers share, built once at start-up.
+
+The registry holds one NetworkAllocator (and one status writer) per MeshNetwork; it is
+filled from a LIST before any watch starts, so no MeshAgent is ever judged against a
+network the operator simply has not seen yet.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from reef.api.models import MeshNetwork, parse_mesh_network
+from reef.kube.client import Kube
+from reef.kube.events import EventRecorder
+from reef.observability.events import EventType, Reason
+from reef.operator.network_allocator import NetworkAllocator, ReloadReport
+from reef.operator.network_status import NetworkStatusWriter
+from reef.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+#: Events listing individual unreadable ledger entries, before one summary Event.
+MAX_PROBLEM_EVENTS = 5
+
+
+@dataclass
+class NetworkHandle:
+    network: MeshNetwork
+    body: dict[str, Any]
+    allocator: NetworkAllocator
+    status: NetworkStatusWriter
+    #: uid -> Ready condition of the network's MeshAgents, kept from their watch events.
+    ready: dict[str, bool] = field(default_factory=dict)
+
+
+class OperatorContext:
+    def __init__(self, settings: OperatorSettings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.recorder = EventRecorder(kube, "reef-operator")
+        self.networks: dict[str, NetworkHandle] = {}
+        self.background: set[asyncio.Task[Any]] = set()
+        #: Set at start-up (reef.operator.repair.RepairScheduler; import order forbids here).
+        self.repairs: Any = None
+
+    def spawn(self, coroutine: Any, name: str) -> None:
+        """Run a coroutine in the background, keeping a reference until it finishes."""
+        task = asyncio.create_task(coroutine, name=name)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    async def upsert_network(self, body: dict[str, Any]) -> tuple[NetworkHandle | None, bool]:
+        """Track a MeshNetwork; returns its handle (None if unreadable) and whether it is new."""
+        try:
+            network = parse_mesh_network(body)
+        except (ValidationError, ValueError) as error:
+            log.error("MeshNetwork %s is unreadable: %s", body["metadata"]["name"], error)
+            return None, False
+        name = network.metadata.name
+        handle = self.networks.get(name)
+        if handle is not None:
+            handle.network, handle.body = network, body
+            handle.allocator.update_spec(network.spec)
+            handle.status.update_body(body)
+            return handle, False
+
+        async def on_reload(report: ReloadReport) -> None:
+            await self._report_reload(name, report)
+
+        allocator = NetworkAllocator(
+            self.kube, self.settings.namespace, name, network.spec, on_reload
+        )
+        allocator.start()
+        status = NetworkStatusWriter(self.kube, self.recorder, allocator, body, self._ready_count)
+        handle = NetworkHandle(network, body, allocator, status)
+        self.networks[name] = handle
+        return handle, True
+
+    async def remove_network(self, name: str) -> None:
+        handle = self.networks.pop(name, None)
+        if handle is not None:
+            await handle.allocator.stop()
+            await handle.status.stop()
+
+    def _ready_count(self, network: str) -> int:
+        handle = self.networks.get(network)
+        return 0 if handle is None else sum(handle.ready.values())
+
+    async def _report_reload(self, network: str, report: ReloadReport) -> None:
+        handle = self.networks.get(network)
+        if handle is None:
+            return
+        for problem in report.problems[:MAX_PROBLEM_EVENTS]:
+            await self.recorder.record(
+                handle.body,
+                EventType.WARNING,
+                Reason.LEDGER_ENTRY_UNREADABLE,
+                f"ledger shard {problem.shard}, key {problem.key!r}: {problem.message}. The"
+                " address stays out of the pool; fix or delete the key in ConfigMap"
+                f" {handle.allocator.store.namespace}/reef-ipam-{network}-{problem.shard}.",
+            )
+        if len(report.problems) > MAX_PROBLEM_EVENTS:
+            await self.recorder.record(
+                handle.body,
+                EventType.WARNING,
+                Reason.LEDGER_ENTRY_UNREADABLE,
+                f"{len(report.problems)} unreadable ledger entries in all; see the"
+                " MeshNetwork's Ready condition",
+            )
+        if report.plan.recreate:
+            restored = ", ".join(
+                f"{claim.address} ({claim.name})" for claim in report.plan.recreate[:20]
+            )
+            await self.recorder.record(
+                handle.body,
+                EventType.WARNING,
+                Reason.LEDGER_ENTRY_RESTORED,
+                f"{len(report.plan.recreate)} ledger entries were missing and were rebuilt"
+                f" from MeshAgent statuses: {restored}",
+            )
+        handle.status.touch()

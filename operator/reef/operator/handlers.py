@@ -1,0 +1,125 @@
+"""kopf handlers: thin glue from watch events to the operator's modules.
+
+Only event handlers and timers are used, deliberately: kopf's change handlers would
+store progress and a diff-base in every MeshAgent (extra writes per object on the
+allocation hot path). Our own state lives in the ledger and in ``status``; the
+reconcile is idempotent, so re-delivered events are harmless.
+"""
+
+import logging
+from typing import Any
+
+import kopf
+
+from reef.api import names
+from reef.api.models import plain
+from reef.kube.client import Kube, load_api_client
+from reef.operator.context import OperatorContext
+from reef.operator.reconcile_agent import reconcile_agent, retry_unallocated
+from reef.operator.repair import RepairScheduler
+from reef.settings import OperatorSettings
+
+log = logging.getLogger(__name__)
+
+SETTINGS = OperatorSettings()
+
+
+def _context(memo: Any) -> OperatorContext:
+    context: OperatorContext = memo.reef
+    return context
+
+
+@kopf.on.startup()
+async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    settings.posting.enabled = False  # Events come from our own catalogue only
+    settings.batching.batch_window = 0.01  # react within ~10 ms of a watch event
+    settings.watching.server_timeout = 300
+    kube = Kube(load_api_client(SETTINGS, SETTINGS.api_workers), SETTINGS.api_workers)
+    context = OperatorContext(SETTINGS, kube)
+    # Know every network before the first MeshAgent event is handled.
+    for body in await kube.list_networks():
+        await context.upsert_network(body)
+    context.repairs = RepairScheduler(context)
+    memo.reef = context
+    log.info("reef operator started; networks: %s", sorted(context.networks))
+
+
+@kopf.on.cleanup()
+async def handle_cleanup(memo: Any, **_: Any) -> None:
+    context = _context(memo)
+    for name in list(context.networks):
+        await context.remove_network(name)
+    context.kube.close()
+
+
+@kopf.on.login()
+def handle_login(**_: Any) -> kopf.ConnectionInfo:
+    """Log in with the same credentials as our client (kubeconfig or in-cluster)."""
+    configuration = load_api_client(SETTINGS, 1).configuration
+    authorization = (configuration.api_key or {}).get("authorization", "")
+    return kopf.ConnectionInfo(
+        server=configuration.host,
+        ca_path=configuration.ssl_ca_cert,
+        insecure=not configuration.verify_ssl,
+        certificate_path=configuration.cert_file,
+        private_key_path=configuration.key_file,
+        scheme="Bearer" if authorization else None,
+        token=authorization.removeprefix("Bearer ") or None,
+    )
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL)
+async def handle_event_meshnetwork(
+    event: kopf.RawEvent, body: kopf.Body, name: str, memo: Any, **_: Any
+) -> None:
+    context = _context(memo)
+    if event["type"] == "DELETED":
+        await context.remove_network(name)
+        return
+    handle, created = await context.upsert_network(plain(body))
+    if handle is not None and created:
+        # MeshAgents may have waited for this network: give them addresses now.
+        context.spawn(retry_unallocated(context, name), f"reef-new-network-{name}")
+        context.repairs.request(name)
+
+
+@kopf.on.event(names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL)
+async def handle_event_meshagent(
+    event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    context = _context(memo)
+    agent = plain(body)
+    if event["type"] == "DELETED":
+        handle = context.networks.get((agent.get("spec") or {}).get("network", "default"))
+        if handle is not None:
+            handle.ready.pop(agent["metadata"]["uid"], None)
+            handle.status.touch()
+        return
+    await reconcile_agent(context, agent)
+
+
+@kopf.on.event(
+    "", "v1", "configmaps", labels={names.LEDGER_COMPONENT_LABEL: names.LEDGER_COMPONENT}
+)
+async def handle_event_ledger(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """A shard changed or vanished and it was not us: re-read and repair that network."""
+    context = _context(memo)
+    labels = body.metadata.labels
+    network = labels.get(names.LEDGER_NETWORK_LABEL)
+    handle = context.networks.get(network) if network else None
+    if handle is None:
+        return
+    shard = labels.get(f"{names.GROUP}/shard", "")
+    version = str(body.metadata.get("resourceVersion", ""))
+    if event["type"] == "DELETED" or not handle.allocator.store.is_own_write(shard, version):
+        log.info(
+            "ledger shard %s of %s changed by someone else (%s)", shard, network, event["type"]
+        )
+        context.repairs.request(network)
+
+
+@kopf.timer(
+    names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, interval=SETTINGS.repair_interval_seconds
+)
+async def handle_timer_repair(name: str, memo: Any, **_: Any) -> None:
+    _context(memo).repairs.request(name)

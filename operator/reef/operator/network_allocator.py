@@ -1,0 +1,284 @@
+"""The per-network batcher: the only code in the operator that changes a network's ledger.
+
+Requests that arrive while a ledger write is in flight queue up and go into the next
+write together, so a burst of a thousand new nodes costs a handful of ledger writes,
+not a thousand (the batching the ClusterIP allocator left as a TODO). No timer is
+involved: the batch is whatever accumulated during the previous round-trip.
+
+Safety rests on three rules:
+
+* the whole ledger is read - and every address already in a MeshAgent status is put
+  back into it - before the first allocation, and again whenever a shard vanished;
+* every shard write is a compare-and-swap; on 409 the shard is re-read and the whole
+  batch re-planned, which is idempotent per uid;
+* a request's addresses are reported only after every shard it touched is written.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from ipaddress import ip_address
+from typing import Any, TypeVar
+
+from reef.api.models import MeshNetworkSpec, parse_mesh_agent
+from reef.ipam import (
+    AllocationRequest,
+    AllocationResult,
+    IPAddress,
+    Ledger,
+    LiveAgent,
+    Policy,
+    Problem,
+    RepairPlan,
+    allocate,
+    decode_ledger,
+    plan_repair,
+)
+from reef.kube.client import Kube
+from reef.observability import metrics
+from reef.operator.ledger_store import LedgerStore, ShardVanishedError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Attempts at one batch before its requests fail (kopf events and repair retry later).
+MAX_ATTEMPTS = 10
+
+
+@dataclass
+class _Allocation:
+    request: AllocationRequest
+    future: "asyncio.Future[AllocationResult]"
+
+
+@dataclass
+class _Release:
+    uid: str
+    addresses: tuple[IPAddress, ...]  # empty: every address of the uid
+    future: "asyncio.Future[None]"
+
+
+@dataclass
+class ReloadReport:
+    """What a full ledger read found: unreadable entries and entries rebuilt from statuses."""
+
+    problems: list[Problem] = field(default_factory=list)
+    plan: RepairPlan = field(default_factory=RepairPlan)
+
+
+def _futures(
+    allocations: list[_Allocation], releases: list[_Release]
+) -> "list[asyncio.Future[Any]]":
+    return [job.future for job in allocations] + [job.future for job in releases]
+
+
+class _RetryBatchError(Exception):
+    """Some shard writes lost a compare-and-swap; re-plan against the fresh shards."""
+
+
+def policy_of(spec: MeshNetworkSpec) -> Policy:
+    return Policy(reuse_cooldown=spec.reuse_cooldown_delta, retention=spec.retention_delta)
+
+
+def live_agent(body: dict[str, Any]) -> LiveAgent | None:
+    """A MeshAgent as repair planning sees it; None for one being deleted."""
+    agent = parse_mesh_agent(body)
+    if agent.metadata.deletion_timestamp is not None:
+        return None
+    addresses = []
+    for text in agent.status.addresses:
+        try:
+            addresses.append(ip_address(text))
+        except ValueError:
+            log.warning("MeshAgent %s has an unparseable status address %r", agent.name, text)
+    created = agent.metadata.creation_timestamp or datetime.now(UTC)
+    return LiveAgent(agent.uid, agent.name, tuple(addresses), created)
+
+
+class NetworkAllocator:
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        spec: MeshNetworkSpec,
+        on_reload: Callable[[ReloadReport], Awaitable[None]],
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.store = LedgerStore(kube, namespace, name)
+        self._kube = kube
+        self._on_reload = on_reload
+        self._ledger: Ledger | None = None
+        self._stale = True
+        self._lock = asyncio.Lock()
+        self._allocations: list[_Allocation] = []
+        self._releases: list[_Release] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.problems: list[Problem] = []
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"reef-allocator-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for future in _futures(self._allocations, self._releases):
+            if not future.done():
+                future.cancel()
+
+    def update_spec(self, spec: MeshNetworkSpec) -> None:
+        """Pick up new cool-down/retention; cidrs are immutable (enforced by the CRD)."""
+        self.spec = spec
+        if self._ledger is not None:
+            self._ledger.policy = policy_of(spec)
+
+    def mark_stale(self) -> None:
+        """Someone else changed or deleted a shard: read everything again before allocating."""
+        self._stale = True
+
+    # -- requests -------------------------------------------------------------------
+
+    async def allocate(self, request: AllocationRequest) -> AllocationResult:
+        future: asyncio.Future[AllocationResult] = asyncio.get_running_loop().create_future()
+        self._allocations.append(_Allocation(request, future))
+        self._wake.set()
+        return await future
+
+    async def release(self, uid: str, addresses: Iterable[IPAddress] = ()) -> None:
+        """Mark the uid's addresses (or just ``addresses``) released; idempotent."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._releases.append(_Release(uid, tuple(addresses), future))
+        self._wake.set()
+        await future
+
+    def holds(self, uid: str) -> tuple[IPAddress, ...]:
+        """Addresses the in-memory ledger gives ``uid`` (a hint; the batch decides)."""
+        return () if self._ledger is None else self._ledger.addresses_of(uid)
+
+    async def exclusive(self, work: Callable[[Ledger], Awaitable[T]]) -> T:
+        """Run ``work`` on the loaded ledger with no batch in flight (repair uses this)."""
+        async with self._lock:
+            ledger = await self._loaded()
+            return await work(ledger)
+
+    async def commit(self, shards: Iterable[str]) -> None:
+        """Write shards changed inside ``exclusive``; a lost race marks the ledger stale."""
+        try:
+            await self._write(set(shards))
+        except (_RetryBatchError, ShardVanishedError):
+            self._stale = True
+            raise
+
+    # -- the batch loop ---------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            allocations, self._allocations = self._allocations, []
+            releases, self._releases = self._releases, []
+            if not allocations and not releases:
+                continue
+            async with self._lock:
+                await self._process(allocations, releases)
+
+    async def _process(self, allocations: list[_Allocation], releases: list[_Release]) -> None:
+        metrics.BATCH_SIZE.labels(self.name).observe(len(allocations) + len(releases))
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            try:
+                ledger = await self._loaded()
+                now = datetime.now(UTC)
+                changed: set[str] = set()
+                for release in releases:
+                    if release.addresses:
+                        for address in release.addresses:
+                            changed |= ledger.release_address(address, now)
+                    else:
+                        changed |= ledger.release(release.uid, now)
+                batch = allocate(ledger, [job.request for job in allocations], now)
+                changed |= batch.changed_shards
+                await self._write(changed)
+            except asyncio.CancelledError:
+                raise
+            except _RetryBatchError:
+                metrics.LEDGER_WRITE_RETRIES.labels(self.name).inc()
+                continue
+            except ShardVanishedError as vanished:
+                log.warning("ledger shard %s vanished; rebuilding from statuses", vanished)
+                self._stale = True
+                continue
+            except Exception:
+                # Outcome unknown (timeout, 5xx): forget local changes, re-read everything.
+                log.exception("ledger batch of network %s failed (attempt %d)", self.name, attempt)
+                self._stale = True
+                # Back-off with jitter so a struggling API server is not hammered.
+                await asyncio.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
+                continue
+            for release in releases:
+                release.future.set_result(None)
+            for job, result in zip(allocations, batch.results, strict=True):
+                job.future.set_result(result)
+            return
+        error = RuntimeError(f"ledger of network {self.name} could not be written")
+        for future in _futures(allocations, releases):
+            if not future.done():
+                future.set_exception(error)
+
+    async def _write(self, shards: set[str]) -> None:
+        """CAS-write every changed shard concurrently; re-read the ones that lost."""
+        if not shards or self._ledger is None:
+            return
+        ledger = self._ledger
+        ordered = sorted(shards)
+        outcomes = await asyncio.gather(
+            *(self.store.write(shard, ledger.encode_shard(shard)) for shard in ordered),
+            return_exceptions=True,
+        )
+        lost = []
+        for shard, outcome in zip(ordered, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+            metrics.LEDGER_WRITES.labels(self.name, "written" if outcome else "conflict").inc()
+            if not outcome:
+                lost.append(shard)
+        if lost:
+            for shard in lost:
+                self.problems += ledger.load_shard(shard, await self.store.load_one(shard))
+            raise _RetryBatchError(lost)
+
+    # -- loading ----------------------------------------------------------------------
+
+    async def _loaded(self) -> Ledger:
+        while self._stale or self._ledger is None:
+            await self._reload()
+        return self._ledger
+
+    async def _reload(self) -> None:
+        """Read the whole ledger and put every status address back into it."""
+        shards = await self.store.load_all()
+        ledger, problems = decode_ledger(self.spec.networks, shards, policy_of(self.spec))
+        bodies = await self._kube.list_agents(self.name)
+        agents = [agent for body in bodies if (agent := live_agent(body)) is not None]
+        plan = plan_repair(ledger, agents)
+        now = datetime.now(UTC)
+        changed: set[str] = set()
+        for claim in plan.recreate:
+            changed |= ledger.assign(claim.address, claim.uid, claim.name, now)
+        self._ledger = ledger
+        self.problems = problems
+        try:
+            await self._write(changed)
+        except (_RetryBatchError, ShardVanishedError):
+            return  # still stale: the caller loops and reads again
+        self._stale = False
+        if problems or plan.recreate:
+            await self._on_reload(ReloadReport(problems, plan))

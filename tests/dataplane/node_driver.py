@@ -1,0 +1,108 @@
+"""Drive a reef.dataplane backend from inside a namespace node.
+
+In production the agent process itself runs in the node's network namespace
+(host network); the tests mirror that by running this driver with
+``ip netns exec <node> python node_driver.py …``. One invocation = one agent
+"process lifetime", so running it twice also exercises adoption of a running
+wireguard-go.
+
+    python node_driver.py BACKEND IFNAME COMMAND < request.json > answer.json
+
+BACKEND is kernel, userspace or auto; COMMAND is one of:
+  ensure  request = device spec, answer = {"ifindex": N}
+  peers   request = list of peer specs, answer = {"add": n, "update": n, "remove": n}
+  state   answer = device state
+  select  answer = {"kind": ..., "reason": ...}
+  remove  answer = {}
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from typing import Any
+
+from pyroute2 import IPRoute
+
+from reef.dataplane import DeviceSpec, Endpoint, Key, PeerSpec
+from reef.dataplane.select import open_backend, select_backend
+
+
+def peer_from_json(data: dict[str, Any]) -> PeerSpec:
+    return PeerSpec(
+        public_key=Key.from_base64(data["public_key"]),
+        allowed_ips=tuple(ipaddress.ip_network(n) for n in data.get("allowed_ips", [])),
+        endpoint=Endpoint.parse(data["endpoint"]) if data.get("endpoint") else None,
+        persistent_keepalive=data.get("persistent_keepalive", 0),
+    )
+
+
+def peer_to_json(peer: PeerSpec) -> dict[str, Any]:
+    return {
+        "public_key": peer.public_key.base64(),
+        "allowed_ips": [str(n) for n in peer.allowed_ips],
+        "endpoint": str(peer.endpoint) if peer.endpoint else None,
+        "persistent_keepalive": peer.persistent_keepalive,
+    }
+
+
+def device_from_json(data: dict[str, Any]) -> DeviceSpec:
+    peers = data.get("peers")
+    return DeviceSpec(
+        private_key=Key.from_base64(data["private_key"]),
+        listen_port=data["listen_port"],
+        addresses=tuple(ipaddress.ip_interface(a) for a in data["addresses"]),
+        mtu=data.get("mtu", 1420),
+        peers=None if peers is None else tuple(peer_from_json(p) for p in peers),
+    )
+
+
+def main(argv: list[str]) -> int:
+    backend_name, ifname, command = argv
+    override = None if backend_name == "auto" else backend_name
+    if command == "select":
+        choice = select_backend(override)  # type: ignore[arg-type]
+        print(json.dumps({"kind": choice.kind, "reason": choice.reason}))
+        return 0
+    request = json.loads(sys.stdin.read() or "null")
+    backend, _ = open_backend(ifname, override=override)  # type: ignore[arg-type]
+    try:
+        answer: Any
+        if command == "ensure":
+            backend.ensure_interface(device_from_json(request))
+            with IPRoute() as ipr:
+                answer = {"ifindex": ipr.link_lookup(ifname=ifname)[0]}
+        elif command == "peers":
+            plan = backend.apply_peers([peer_from_json(p) for p in request])
+            answer = {"add": len(plan.add), "update": len(plan.update), "remove": len(plan.remove)}
+        elif command == "state":
+            state = backend.read_state()
+            answer = {
+                "public_key": str(state.public_key),
+                "listen_port": state.listen_port,
+                "peers": {
+                    str(key): {
+                        **peer_to_json(peer.as_spec()),
+                        "last_handshake": peer.last_handshake.isoformat()
+                        if peer.last_handshake
+                        else None,
+                        "rx_bytes": peer.rx_bytes,
+                        "tx_bytes": peer.tx_bytes,
+                    }
+                    for key, peer in state.peers.items()
+                },
+            }
+        elif command == "remove":
+            backend.remove_interface()
+            answer = {}
+        else:
+            raise SystemExit(f"unknown command {command!r}")
+    finally:
+        backend.close()
+    print(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

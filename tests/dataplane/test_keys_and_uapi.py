@@ -1,0 +1,189 @@
+"""Pure parts of the dataplane: keys and the UAPI codec (no sockets, no root)."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import shutil
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reef.dataplane import DeviceState, Endpoint, InvalidKeyError, Key, PeerPlan, PeerSpec
+from reef.dataplane.diff import PeerUpdate
+from reef.dataplane.keys import _derive_public_with_wg
+from reef.dataplane.spec import PeerState
+from reef.dataplane.uapi import (
+    UapiError,
+    decode_device,
+    decode_response,
+    device_lines,
+    encode_device_state,
+    encode_set,
+    plan_lines,
+    replace_peers_lines,
+    response_complete,
+)
+
+raw_keys = st.binary(min_size=32, max_size=32)
+
+
+@given(raw_keys)
+def test_key_round_trips_through_base64_and_hex(raw: bytes) -> None:
+    key = Key(raw)
+    assert Key.from_base64(key.base64()) == key
+    assert Key.from_hex(key.hex()) == key
+    assert Key.parse(key.hex()) == key
+    assert Key.parse(key.base64()) == key
+    assert key.hex() == key.hex().lower()
+
+
+def test_key_renders_what_wg_tools_render() -> None:
+    key = Key(bytes(range(32)))
+    assert key.base64() == base64.b64encode(bytes(range(32))).decode()
+    assert key.hex() == bytes(range(32)).hex()
+
+
+@pytest.mark.parametrize(
+    "text", ["", "abc", "A" * 43, "zz" * 32, base64.b64encode(b"x" * 31).decode()]
+)
+def test_malformed_keys_are_rejected(text: str) -> None:
+    with pytest.raises(InvalidKeyError):
+        Key.parse(text)
+
+
+def test_generated_private_key_is_clamped_and_derives_the_same_public_key_as_wg() -> None:
+    private = Key.generate()
+    assert private.raw[0] & 7 == 0
+    assert private.raw[31] & 0x80 == 0
+    assert private.raw[31] & 0x40
+    if shutil.which("wg") is None:
+        pytest.skip("wireguard-tools (wg) not installed")
+    expected = subprocess.run(
+        ["wg", "pubkey"], input=private.base64(), capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert private.public_key().base64() == expected
+    assert _derive_public_with_wg(private.raw) == private.public_key().raw
+
+
+def test_repr_never_shows_a_whole_key() -> None:
+    key = Key.generate()
+    assert key.base64() not in repr(key)
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("198.18.0.1:51820", "198.18.0.1", 51820), ("[2001:db8::1]:7", "2001:db8::1", 7)],
+)
+def test_endpoint_parses_and_renders_v4_and_v6(text: str, host: str, port: int) -> None:
+    endpoint = Endpoint.parse(text)
+    assert endpoint == Endpoint(ipaddress.ip_address(host), port)
+    assert str(endpoint) == text
+
+
+def _peer(n: int, *nets: str, endpoint: str | None = None, keepalive: int = 0) -> PeerSpec:
+    return PeerSpec(
+        Key(bytes([n]) * 32),
+        tuple(ipaddress.ip_network(x) for x in nets),
+        Endpoint.parse(endpoint) if endpoint else None,
+        keepalive,
+    )
+
+
+def test_set_request_puts_device_keys_first_and_frames_with_a_blank_line() -> None:
+    private = Key(bytes([9]) * 32)
+    request = encode_set(
+        [*device_lines(private, 51820), *replace_peers_lines([_peer(1, "100.64.0.1/32")])]
+    )
+    text = request.decode()
+    assert text.startswith(
+        f"set=1\nprivate_key={'09' * 32}\nlisten_port=51820\nreplace_peers=true\n"
+    )
+    assert text.endswith("allowed_ip=100.64.0.1/32\n\n")
+
+
+def test_plan_lines_remove_before_update_before_add() -> None:
+    plan = PeerPlan(
+        add=(_peer(3, "100.64.0.3/32", endpoint="198.18.0.3:51820", keepalive=25),),
+        update=(PeerUpdate(_peer(2, "100.64.0.2/32"), allowed_ips_changed=False),),
+        remove=(Key(bytes([1]) * 32),),
+    )
+    assert plan_lines(plan) == [
+        f"public_key={'01' * 32}",
+        "remove=true",
+        f"public_key={'02' * 32}",
+        "update_only=true",
+        "persistent_keepalive_interval=0",
+        f"public_key={'03' * 32}",
+        "endpoint=198.18.0.3:51820",
+        "persistent_keepalive_interval=25",
+        "replace_allowed_ips=true",
+        "allowed_ip=100.64.0.3/32",
+    ]
+
+
+def test_get_answer_decodes_whatever_the_order_of_peer_lines() -> None:
+    private = Key(bytes([5]) * 32)
+    answer = (
+        f"private_key={private.hex()}\nlisten_port=51820\nfwmark=0\n"
+        f"public_key={'01' * 32}\nallowed_ip=10.0.0.0/8\ntx_bytes=7\nprotocol_version=1\n"
+        "last_handshake_time_nsec=500000000\nendpoint=[2001:db8::1]:9\n"
+        "last_handshake_time_sec=1700000000\nrx_bytes=3\nallowed_ip=100.64.0.1/32\n"
+        "persistent_keepalive_interval=25\n"
+        f"public_key={'02' * 32}\nlast_handshake_time_sec=0\nlast_handshake_time_nsec=0\n"
+        "errno=0\n\n"
+    ).encode()
+    assert response_complete(answer)
+    state = decode_device(decode_response(answer))
+    assert state.public_key == private.public_key()
+    assert state.listen_port == 51820
+    first = state.peers[Key(bytes([1]) * 32)]
+    assert first.allowed_ips == (
+        ipaddress.ip_network("10.0.0.0/8"),
+        ipaddress.ip_network("100.64.0.1/32"),
+    )
+    assert first.endpoint == Endpoint.parse("[2001:db8::1]:9")
+    assert first.last_handshake == datetime.fromtimestamp(1700000000.5, tz=UTC)
+    assert (first.rx_bytes, first.tx_bytes, first.persistent_keepalive) == (3, 7, 25)
+    assert state.peers[Key(bytes([2]) * 32)].last_handshake is None
+
+
+@pytest.mark.parametrize("errno", [-22, 1])
+def test_any_nonzero_errno_is_a_failure(errno: int) -> None:
+    response = decode_response(f"errno={errno}\n\n".encode())
+    with pytest.raises(UapiError) as caught:
+        response.check()
+    assert caught.value.errno == errno
+
+
+def test_answer_without_errno_is_incomplete_and_rejected() -> None:
+    assert not response_complete(b"listen_port=1\n")
+    with pytest.raises(UapiError):
+        decode_response(b"listen_port=1\n\n")
+
+
+peer_states = st.builds(
+    PeerState,
+    public_key=raw_keys.map(Key),
+    allowed_ips=st.lists(
+        st.tuples(st.integers(0, 2**32 - 1), st.integers(0, 32)).map(
+            lambda t: ipaddress.ip_network((t[0], t[1]), strict=False)
+        ),
+        max_size=4,
+    ).map(tuple),
+    endpoint=st.none() | st.builds(Endpoint, st.ip_addresses(v=4), st.integers(1, 65535)),
+    persistent_keepalive=st.integers(0, 65535),
+    last_handshake=st.none()
+    | st.integers(1, 2**31).map(lambda s: datetime.fromtimestamp(s, tz=UTC)),
+    rx_bytes=st.integers(0, 2**63),
+    tx_bytes=st.integers(0, 2**63),
+)
+
+
+@given(st.lists(peer_states, max_size=5, unique_by=lambda p: p.public_key))
+def test_device_state_survives_encode_then_decode(peers: list[PeerState]) -> None:
+    state = DeviceState(listen_port=51820, peers={p.public_key: p for p in peers})
+    assert decode_device(decode_response(encode_device_state(state))).peers == state.peers

@@ -1,0 +1,105 @@
+"""The peer diff writes exactly the difference between desired and live peers."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reef.dataplane import Endpoint, Key, PeerSpec, PeerState, apply_plan, diff_peers
+
+keys = st.integers(0, 15).map(lambda n: Key(bytes([n]) * 32))
+networks = st.integers(0, 7).map(lambda n: ipaddress.ip_network(f"100.64.0.{n}/32"))
+endpoints = st.none() | st.integers(1, 3).map(
+    lambda n: Endpoint(ipaddress.ip_address(f"198.18.0.{n}"), 51820)
+)
+peer_specs = st.builds(
+    PeerSpec,
+    public_key=keys,
+    allowed_ips=st.lists(networks, max_size=3).map(tuple),
+    endpoint=endpoints,
+    persistent_keepalive=st.sampled_from([0, 25]),
+)
+live_peers = st.builds(
+    PeerState,
+    public_key=keys,
+    allowed_ips=st.lists(networks, max_size=3).map(tuple),
+    endpoint=endpoints,
+    persistent_keepalive=st.sampled_from([0, 25]),
+    rx_bytes=st.integers(0, 100),
+)
+desired_sets = st.lists(peer_specs, max_size=8, unique_by=lambda p: p.public_key)
+live_sets = st.lists(live_peers, max_size=8, unique_by=lambda p: p.public_key).map(
+    lambda peers: {p.public_key: p for p in peers}
+)
+
+
+@given(desired_sets, live_sets)
+def test_applying_the_plan_yields_the_desired_peers(
+    desired: list[PeerSpec], live: dict[Key, PeerState]
+) -> None:
+    result = apply_plan(diff_peers(desired, live), live)
+    assert set(result) == {p.public_key for p in desired}
+    for peer in desired:
+        got = result[peer.public_key]
+        assert got.allowed_ips == peer.allowed_ips
+        assert got.persistent_keepalive == peer.persistent_keepalive
+        if peer.endpoint is not None:
+            assert got.endpoint == peer.endpoint
+
+
+@given(desired_sets, live_sets)
+def test_a_second_diff_after_applying_is_empty(
+    desired: list[PeerSpec], live: dict[Key, PeerState]
+) -> None:
+    after = apply_plan(diff_peers(desired, live), live)
+    assert diff_peers(desired, after).empty
+
+
+@given(desired_sets, live_sets)
+def test_unchanged_peers_are_never_touched(
+    desired: list[PeerSpec], live: dict[Key, PeerState]
+) -> None:
+    plan = diff_peers(desired, live)
+    touched = {p.public_key for p in plan.add} | {u.peer.public_key for u in plan.update}
+    touched |= set(plan.remove)
+    for peer in desired:
+        current = live.get(peer.public_key)
+        if current is None:
+            continue
+        if (
+            current.allowed_ips == peer.allowed_ips
+            and current.persistent_keepalive == peer.persistent_keepalive
+            and peer.endpoint in (None, current.endpoint)
+        ):
+            assert peer.public_key not in touched
+
+
+@given(desired_sets, live_sets)
+def test_allowed_ips_are_replaced_only_when_they_changed(
+    desired: list[PeerSpec], live: dict[Key, PeerState]
+) -> None:
+    for change in diff_peers(desired, live).update:
+        live_ips = live[change.peer.public_key].allowed_ips
+        assert change.allowed_ips_changed == (live_ips != change.peer.allowed_ips)
+
+
+def test_live_endpoint_is_kept_when_none_is_desired() -> None:
+    key = Key(bytes(32))
+    roamed = PeerState(key, endpoint=Endpoint.parse("198.18.0.9:4000"))
+    assert diff_peers([PeerSpec(key)], {key: roamed}).empty
+
+
+def test_duplicate_public_keys_in_desired_peers_are_refused() -> None:
+    key = Key(bytes(32))
+    with pytest.raises(ValueError, match="twice"):
+        diff_peers([PeerSpec(key), PeerSpec(key)], {})
+
+
+def test_allowed_ips_are_normalised_so_order_does_not_count_as_a_change() -> None:
+    key = Key(bytes(32))
+    a, b = ipaddress.ip_network("100.64.0.1/32"), ipaddress.ip_network("10.0.0.0/8")
+    live = {key: PeerState(key, allowed_ips=(a, b))}
+    assert diff_peers([PeerSpec(key, allowed_ips=(b, a, b))], live).empty
