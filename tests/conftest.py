@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import secrets
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -137,6 +138,9 @@ def kube_target(request: pytest.FixtureRequest) -> Iterator[KubeTarget]:
         yield existing
         return
     bed = LocalControlPlane()
+    # `timeout`, CI runners and IDEs stop a run with SIGTERM, which would end
+    # Python without any teardown: while the bed runs, SIGTERM acts as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         bed.start()
         seconds = bed.startup_seconds
@@ -150,6 +154,7 @@ def kube_target(request: pytest.FixtureRequest) -> Iterator[KubeTarget]:
         )
     finally:
         bed.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 @pytest.fixture(scope="session")

@@ -175,6 +175,8 @@ def test_custom_object_changes_arrive_on_a_watch_opened_before_them(
         assert modified["object"]["status"] == {"observedSize": 3}
         assert modified["object"]["spec"] == {"size": 3}
     finally:
+        # Close, not just release: a half-read watch must not go back to the pool.
+        response.close()
         response.release_conn()
 
 
@@ -232,7 +234,9 @@ def test_service_account_token_without_rights_is_forbidden_what_admin_may_do(
     create_service_account(kube_api, namespace, "nobody")
     token = request_token(kube_api, namespace, "nobody")
     with api_client_for_token(kube_api, token) as as_nobody:
-        assert _who_am_i(as_nobody).username == f"system:serviceaccount:{namespace}:nobody"
+        user = _who_am_i(as_nobody)
+        assert user.username == f"system:serviceaccount:{namespace}:nobody"
+        assert NODE_NAME_EXTRA not in (user.extra or {})  # only pod-bound tokens carry a node
         with pytest.raises(ApiException) as forbidden:
             kubernetes.client.CoreV1Api(as_nobody).list_namespaced_config_map(namespace)
         assert forbidden.value.status == 403

@@ -47,3 +47,10 @@ def lab() -> Iterator[Lab]:
     """Three namespace nodes a, b, c on one bridge; removed after the test."""
     with netns_nodes(["a", "b", "c"]) as nodes:
         yield nodes
+
+
+@pytest.fixture
+def lab_of_two() -> Iterator[Lab]:
+    """Two namespace nodes a, b: for the VM, where every process start is slow."""
+    with netns_nodes(["a", "b"]) as nodes:
+        yield nodes

@@ -11,9 +11,12 @@
 # A binary that already exists with the right version stamp is not rebuilt.
 set -euo pipefail
 
-K8S_VERSION="${K8S_VERSION:-v1.36.3}"
-ETCD_VERSION="${ETCD_VERSION:-v3.6.16}"
 here="$(cd "$(dirname "$0")" && pwd)"
+# The pins live in versions.env (the tests read them too); the environment
+# may override them for a one-off build.
+pinned() { sed -n "s/^$1=//p" "$here/versions.env"; }
+K8S_VERSION="${K8S_VERSION:-$(pinned K8S_VERSION)}"
+ETCD_VERSION="${ETCD_VERSION:-$(pinned ETCD_VERSION)}"
 REEF_CACHE="${REEF_CACHE:-$here/../../.cache}"
 bin="$REEF_CACHE/bin"
 mkdir -p "$bin"

@@ -23,6 +23,7 @@ import atexit
 import contextlib
 import http.client
 import json
+import os
 import shutil
 import signal
 import socket
@@ -52,6 +53,36 @@ No kubelet ever reports for the bed's Node objects; node lifecycle would
 mark each NotReady after ~50 s, taint it, and taint eviction would delete
 its Pods five minutes later — noise for tests about anything else.
 """
+
+
+_WORKDIR_PREFIX = "reef-bed-"
+_OWNER_FILE = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_orphaned_workdirs() -> None:
+    """Delete temporary bed directories whose owning process is gone.
+
+    A SIGKILLed test run cannot clean up after itself; its processes die
+    with it (PR_SET_PDEATHSIG) but its directory stays. The next bed removes
+    it. Only directories the bed made (prefix and owner file) are touched.
+    """
+    for directory in Path(tempfile.gettempdir()).glob(f"{_WORKDIR_PREFIX}*"):
+        try:
+            owner = int((directory / _OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if not _alive(owner):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -158,10 +189,12 @@ class LocalControlPlane:
             raise RuntimeError("the control plane is already running")
         started = time.monotonic()
         if self._requested_workdir is None:
-            self._workdir = Path(tempfile.mkdtemp(prefix="reef-bed-"))
+            sweep_orphaned_workdirs()
+            self._workdir = Path(tempfile.mkdtemp(prefix=_WORKDIR_PREFIX))
         else:
             self._requested_workdir.mkdir(parents=True, exist_ok=True)
             self._workdir = self._requested_workdir.resolve()
+        (self._workdir / _OWNER_FILE).write_text(str(os.getpid()))
         # Registered before anything is started, so a test run that dies of
         # an exception outside pytest's teardown still stops the processes.
         atexit.register(self.stop)

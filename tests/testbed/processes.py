@@ -2,8 +2,11 @@
 
 Every process the bed starts is its child, in its own session (so a Ctrl-C
 in the terminal reaches pytest, which tears the bed down in order, and not
-the children directly), and asks the kernel to SIGTERM it if its parent dies
-(PR_SET_PDEATHSIG) — so even a SIGKILLed test run leaves nothing behind.
+the children directly), and asks the kernel to SIGKILL it if its parent dies
+(PR_SET_PDEATHSIG) — so even a SIGKILLed test run leaves no process behind.
+SIGKILL, not SIGTERM: nobody would be left to escalate if a graceful
+shutdown hangs (kube-apiserver's does once etcd is gone), and the bed's data
+is thrown away anyway.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ class BedProcessError(RuntimeError):
 def _die_with_parent() -> None:
     """Runs in the child between fork and exec."""
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class ManagedProcess:

@@ -107,7 +107,9 @@ def run_pytest_in_vm(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args]
         )
         guest_script = (
-            f"export PYTHONDONTWRITEBYTECODE=1 REEF_IN_VM=1; cd {shlex.quote(str(REPO))};"
+            # The checkout is read-only in the guest: caches go to the results dir.
+            f"export PYTHONDONTWRITEBYTECODE=1 REEF_IN_VM=1"
+            f" HYPOTHESIS_STORAGE_DIRECTORY={results}/hypothesis; cd {shlex.quote(str(REPO))};"
             f" {pytest_cmd} > {results}/pytest.log 2>&1; echo $? > {results}/rc"
         )
         argv = [

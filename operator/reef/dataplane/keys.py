@@ -90,7 +90,7 @@ class Key:
 
 def _derive_public(private: bytes) -> bytes:
     try:
-        from cryptography.hazmat.primitives.asymmetric.x25519 import (  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric.x25519 import (
             X25519PrivateKey,
         )
     except ImportError:

@@ -1,0 +1,63 @@
+"""Allocation against a real API server with the real operator process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from ipaddress import ip_address, ip_network
+
+from tests.support.mesh import (
+    MeshApi,
+    addresses,
+    all_allocated,
+    condition,
+    wait_for_agents,
+)
+from tests.support.operator_process import OperatorProcess
+
+CIDR = "100.64.0.0/16"
+
+
+def test_two_hundred_concurrent_agents_get_distinct_addresses_matching_the_ledger(
+    mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str, ledger_namespace: str
+) -> None:
+    operators().start()
+    mesh.create_network(network, [CIDR])
+    names = [f"{network}-n{i:03d}" for i in range(200)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda name: mesh.create_agent(name, network), names))
+
+    agents = wait_for_agents(mesh, network, all_allocated(200), timeout=120)
+
+    held = {name: addresses(body) for name, body in agents.items()}
+    flat = [address for values in held.values() for address in values]
+    assert all(len(values) == 1 for values in held.values())
+    assert len(set(flat)) == 200, "two agents share an address"
+    pool_network = ip_network(CIDR)
+    assert all(ip_address(address) in pool_network for address in flat)
+    owners = mesh.ledger_owners(ledger_namespace, network)
+    ledger_view = {
+        key: owner["name"] for key, owner in owners.items() if owner["state"] == "allocated"
+    }
+    status_view = {values[0]: name for name, values in held.items()}
+    assert ledger_view == status_view
+    for body in agents.values():
+        allocated = condition(body, "Allocated")
+        assert allocated is not None
+        assert allocated["status"] == "True"
+        assert allocated["reason"] == "Allocated"
+
+
+def test_agent_of_a_missing_network_waits_pending_then_gets_an_address(
+    mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str
+) -> None:
+    operators().start()
+    mesh.create_agent(f"{network}-early", network)
+
+    def pending(objects: dict[str, dict]) -> bool:  # type: ignore[type-arg]
+        found = condition(objects.get(f"{network}-early", {}), "Allocated")
+        return found is not None and found["reason"] == "Pending"
+
+    wait_for_agents(mesh, network, pending)
+    mesh.create_network(network, [CIDR])
+    wait_for_agents(mesh, network, all_allocated(1))
