@@ -36,6 +36,8 @@ from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.controlplane import CONTEXT_NAME, LocalControlPlane
 from tests.testbed.kubeconfig import UnsafeClusterError, extract_named_context
 
+pytest_plugins = ["tests.support.fixtures"]
+
 CLUSTER_FIXTURES = frozenset(
     {"kube_target", "kubeconfig", "kube_api", "kubectl", "helm", "namespace"}
 )

@@ -53,7 +53,9 @@ def test_sigkill_during_bursts_never_changes_or_duplicates_an_address(
         kill_after = rng.randrange(0, per_round)
         before = created - per_round
 
-        def enough(objects: dict[str, dict[str, Any]], threshold: int = before + kill_after) -> bool:
+        def enough(
+            objects: dict[str, dict[str, Any]], threshold: int = before + kill_after
+        ) -> bool:
             return sum(1 for body in objects.values() if addresses(body)) >= threshold
 
         with ThreadPoolExecutor(max_workers=8) as pool:
@@ -63,8 +65,9 @@ def test_sigkill_during_bursts_never_changes_or_duplicates_an_address(
             for future in futures:
                 future.result()
     operator.start()
-    agents = wait_for_agents(mesh, network, all_allocated(created), timeout=180,
-                             on_event=history.record)
+    agents = wait_for_agents(
+        mesh, network, all_allocated(created), timeout=180, on_event=history.record
+    )
     for body in agents.values():
         history.record("FINAL", body)
     assert history.changed() == {}, "a live MeshAgent's address changed"
@@ -82,8 +85,9 @@ def test_two_operators_at_once_never_hand_out_one_address_twice(
     history = AddressHistory()
     with ThreadPoolExecutor(max_workers=16) as pool:
         list(pool.map(lambda name: mesh.create_agent(name, network), names))
-    agents = wait_for_agents(mesh, network, all_allocated(120), timeout=120,
-                             on_event=history.record)
+    agents = wait_for_agents(
+        mesh, network, all_allocated(120), timeout=120, on_event=history.record
+    )
     assert first.process is not None and first.process.returncode() is None
     assert second.process is not None and second.process.returncode() is None
     assert_no_duplicates(agents)

@@ -63,9 +63,7 @@ def test_another_name_never_receives_a_cooling_down_address(
     _wait_gone(mesh, network, f"{network}-a")
     mesh.create_agent(f"{network}-c", network)
 
-    agents = wait_for_agents(
-        mesh, network, _allocated_reason("PoolExhausted", f"{network}-c")
-    )
+    agents = wait_for_agents(mesh, network, _allocated_reason("PoolExhausted", f"{network}-c"))
     assert addresses(agents[f"{network}-c"]) == []
     assert released not in addresses(agents[f"{network}-b"])
 
@@ -99,8 +97,9 @@ def test_slash29_is_exhausted_at_capacity_and_reuses_after_the_cooldown(
 
     (freed,) = addresses(agents[f"{network}-n2"])
     mesh.delete_agent(f"{network}-n2")
-    agents = wait_for_agents(mesh, network, lambda objects: bool(addresses(objects.get(extra, {}))),
-                             timeout=60)
+    agents = wait_for_agents(
+        mesh, network, lambda objects: bool(addresses(objects.get(extra, {}))), timeout=60
+    )
     assert addresses(agents[extra]) == [freed]
 
 

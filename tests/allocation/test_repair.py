@@ -66,7 +66,9 @@ def _wait_for_ledger(mesh: MeshApi, namespace: str, network: str, count: int) ->
         return current
     stream = watch.Watch()
     for _event in stream.stream(
-        mesh.core.list_namespaced_config_map, namespace, label_selector=selector,
+        mesh.core.list_namespaced_config_map,
+        namespace,
+        label_selector=selector,
         timeout_seconds=60,
     ):
         current = _ledger_allocated(mesh, namespace, network)

@@ -29,6 +29,8 @@ from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.identities import (
     NODE_NAME_EXTRA,
     api_client_for_token,
+    bind_pod_to_node,
+    create_node,
     create_service_account,
     node_bound_token,
     request_token,
@@ -257,6 +259,55 @@ def test_pod_bound_token_names_the_pods_node_in_the_user_info(
         assert (user.extra or {}).get(NODE_NAME_EXTRA) == [node]
     finally:
         core.delete_node(node)
+
+
+@pytest.mark.cluster
+def test_daemonset_makes_a_pod_for_a_node_that_can_be_bound_like_a_scheduler_would(
+    kube_api: ApiClient,
+    kube_target: KubeTarget,
+    kubectl: KubeCLI,
+    namespace: str,
+    unique_name: Callable[[str], str],
+) -> None:
+    if not kube_target.local_bed:
+        pytest.skip("a real cluster has a scheduler, which binds the Pod itself")
+    node = unique_name("node")
+    core = kubernetes.client.CoreV1Api(kube_api)
+    try:
+        create_node(kube_api, node, labels={"testbed.reef.test/node": node})
+        kubectl("apply", "-n", namespace, "-f", "-", input=_daemonset_manifest("agent", node))
+        kubectl("wait", "-n", namespace, "--for=create", "pod", "-l", "app=agent", "--timeout=60s")
+        (pod,) = core.list_namespaced_pod(namespace, label_selector="app=agent").items
+        assert pod.metadata is not None
+        assert pod.metadata.name is not None
+        assert pod.spec is not None
+        assert pod.spec.node_name is None  # no scheduler in the bed
+
+        bind_pod_to_node(kube_api, namespace, pod.metadata.name, node)
+        bound = core.read_namespaced_pod(pod.metadata.name, namespace)
+        assert bound.spec is not None
+        assert bound.spec.node_name == node
+    finally:
+        core.delete_node(node)
+
+
+def _daemonset_manifest(name: str, node: str) -> str:
+    """A DaemonSet whose Pods go only to `node` (other tests' Nodes may exist)."""
+    return textwrap.dedent(
+        f"""\
+        apiVersion: apps/v1
+        kind: DaemonSet
+        metadata: {{name: {name}}}
+        spec:
+          selector: {{matchLabels: {{app: {name}}}}}
+          template:
+            metadata: {{labels: {{app: {name}}}}}
+            spec:
+              nodeSelector: {{testbed.reef.test/node: {node}}}
+              tolerations: [{{operator: Exists}}]
+              containers: [{{name: main, image: reef.invalid/never-runs:0}}]
+        """
+    )
 
 
 @pytest.mark.cluster

@@ -118,6 +118,22 @@ def create_pod_on_node(
     return str(pod.metadata.uid)
 
 
+def bind_pod_to_node(api: ApiClient, namespace: str, pod: str, node_name: str) -> None:
+    """Bind a pending Pod to a Node through the Binding subresource, as a scheduler would.
+
+    The bed has no scheduler: a DaemonSet's Pods are created but stay
+    unbound. Binding one makes it look scheduled, e.g. to bind a token to it.
+    """
+    core = kubernetes.client.CoreV1Api(api)
+    body = kubernetes.client.V1Binding(
+        metadata=kubernetes.client.V1ObjectMeta(name=pod),
+        target=kubernetes.client.V1ObjectReference(api_version="v1", kind="Node", name=node_name),
+    )
+    # The generated client cannot decode the (empty) Status it gets back;
+    # the raw response is enough: errors still raise ApiException.
+    core.create_namespaced_pod_binding(pod, namespace, body, _preload_content=False)
+
+
 def node_bound_token(
     api: ApiClient, namespace: str, service_account: str, node_name: str, *, pod_name: str
 ) -> NodeBoundToken:

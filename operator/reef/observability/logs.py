@@ -32,3 +32,7 @@ def configure_logging(log_format: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    if root.level > logging.DEBUG:
+        # kopf reports every handled watch event at INFO: thousands of lines per burst that
+        # say nothing our own logs and Events do not. Its warnings and errors still show.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)

@@ -85,6 +85,18 @@ class OperatorContext:
             await handle.allocator.stop()
             await handle.status.stop()
 
+    def note_settled(self, body: Any) -> None:
+        """Track the Ready condition of an allocated agent for MeshNetwork.status.agentsReady."""
+        handle = self.networks.get((body.get("spec") or {}).get("network", "default"))
+        if handle is None:
+            return
+        conditions = (body.get("status") or {}).get("conditions") or []
+        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+        uid = body["metadata"]["uid"]
+        if handle.ready.get(uid) != ready:
+            handle.ready[uid] = ready
+            handle.status.touch()
+
     def _ready_count(self, network: str) -> int:
         handle = self.networks.get(network)
         return 0 if handle is None else sum(handle.ready.values())

@@ -40,6 +40,8 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     for body in await kube.list_networks():
         await context.upsert_network(body)
     context.repairs = RepairScheduler(context)
+    # Not a kopf timer: kopf would put its finalizer on every MeshNetwork for it.
+    context.spawn(context.repairs.tick(SETTINGS.repair_interval_seconds), "reef-repair-ticker")
     memo.reef = context
     log.info("reef operator started; networks: %s", sorted(context.networks))
 
@@ -47,6 +49,7 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
 @kopf.on.cleanup()
 async def handle_cleanup(memo: Any, **_: Any) -> None:
     context = _context(memo)
+    context.repairs.stopped.set()
     for name in list(context.networks):
         await context.remove_network(name)
     context.kube.close()
@@ -56,7 +59,10 @@ async def handle_cleanup(memo: Any, **_: Any) -> None:
 def handle_login(**_: Any) -> kopf.ConnectionInfo:
     """Log in with the same credentials as our client (kubeconfig or in-cluster)."""
     configuration = load_api_client(SETTINGS, 1).configuration
-    authorization = (configuration.api_key or {}).get("authorization", "")
+    keys = configuration.api_key or {}
+    # The client keeps a bearer token under "BearerToken" (kubeconfig and in-cluster alike);
+    # older releases used "authorization". Client certificates need neither.
+    authorization = keys.get("BearerToken") or keys.get("authorization") or ""
     return kopf.ConnectionInfo(
         server=configuration.host,
         ca_path=configuration.ssl_ca_cert,
@@ -88,6 +94,9 @@ async def handle_event_meshagent(
     event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any
 ) -> None:
     context = _context(memo)
+    if _settled(body) and event["type"] != "DELETED":
+        context.note_settled(body)
+        return
     agent = plain(body)
     if event["type"] == "DELETED":
         handle = context.networks.get((agent.get("spec") or {}).get("network", "default"))
@@ -96,6 +105,13 @@ async def handle_event_meshagent(
             handle.status.touch()
         return
     await reconcile_agent(context, agent)
+
+
+def _settled(body: kopf.Body) -> bool:
+    """Already allocated and not being deleted: the common event (our own status write
+    echoing back), answered without parsing the whole object."""
+    status = body.get("status") or {}
+    return bool(status.get("addresses")) and not body.metadata.get("deletionTimestamp")
 
 
 @kopf.on.event(
@@ -116,10 +132,3 @@ async def handle_event_ledger(event: kopf.RawEvent, body: kopf.Body, memo: Any, 
             "ledger shard %s of %s changed by someone else (%s)", shard, network, event["type"]
         )
         context.repairs.request(network)
-
-
-@kopf.timer(
-    names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, interval=SETTINGS.repair_interval_seconds
-)
-async def handle_timer_repair(name: str, memo: Any, **_: Any) -> None:
-    _context(memo).repairs.request(name)

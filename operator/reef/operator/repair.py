@@ -10,6 +10,7 @@
 """
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -184,6 +185,18 @@ class RepairScheduler:
         self._ctx = ctx
         self._wanted: dict[str, asyncio.Event] = {}
         self._books: dict[str, GraceBook] = {}
+        self.stopped = asyncio.Event()
+
+    async def tick(self, interval: float) -> None:
+        """Ask for a repair of every network now and then every ``interval`` seconds.
+
+        Waits on a stop event with a deadline (the cadence), so cleanup ends it at once.
+        """
+        while not self.stopped.is_set():
+            for network in list(self._ctx.networks):
+                self.request(network)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopped.wait(), timeout=interval)
 
     def request(self, network: str) -> None:
         wanted = self._wanted.get(network)

@@ -1,4 +1,4 @@
-"""Fixtures for the operator's allocation tests: CRDs installed, an operator factory."""
+"""Shared reef fixtures (a pytest plugin, loaded by tests/conftest.py): CRDs, operators, networks."""
 
 from __future__ import annotations
 
@@ -19,8 +19,11 @@ def reef_crds(kubectl: KubeCLI) -> None:
     """reef's CRDs applied with kubectl, as a user would, and Established."""
     kubectl("apply", "-f", str(CRDS))
     kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/meshnetworks.mesh.reef.dev", "crd/meshagents.mesh.reef.dev",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/meshnetworks.mesh.reef.dev",
+        "crd/meshagents.mesh.reef.dev",
     )
 
 

@@ -1,0 +1,235 @@
+"""Benchmark: N MeshAgents created at once -> all hold permanent addresses.
+
+Measures, against a real API server (the local bed, or --kubeconfig):
+
+* wall time from the first create to the last address seen (by watch),
+* creation -> status.addresses latency p50/p95/p99,
+* allocations per second,
+* the floor: the same N creates, each followed at once by a bare status patch from a
+  minimal client (no operator) - the API server's own write rate for the same job,
+
+and prints reef's wall time over the floor's. Run::
+
+    python -m bench.allocation --agents 1000
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import kubernetes.client
+import kubernetes.config
+from kubernetes import watch
+
+from reef.api import names
+from tests.support.mesh import CRDS, MeshApi, addresses
+from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
+from tests.testbed.binaries import binary, ensure_binaries
+from tests.testbed.controlplane import LocalControlPlane
+
+import subprocess
+
+
+def percentile(values: Sequence[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+class AddressWatch:
+    """Records when each agent of a network is first seen with an address."""
+
+    def __init__(self, mesh: MeshApi, network: str, expected: int) -> None:
+        self.seen: dict[str, float] = {}
+        self.error: Exception | None = None
+        self._mesh, self._network, self._expected = mesh, network, expected
+        self._done = threading.Event()
+        listed = mesh.custom.list_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            field_selector=f"spec.network={network}",
+        )
+        self._version = listed["metadata"]["resourceVersion"]
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._watch()
+        except Exception as error:  # surfaced by wait(): a benchmark must not hang silently
+            self.error = error
+            self._done.set()
+
+    def _watch(self) -> None:
+        stream = watch.Watch()
+        for event in stream.stream(
+            self._mesh.custom.list_cluster_custom_object,
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            field_selector=f"spec.network={self._network}",
+            resource_version=self._version, timeout_seconds=600,
+        ):
+            body = event["object"]
+            name = body["metadata"]["name"]
+            if addresses(body) and name not in self.seen:
+                self.seen[name] = time.monotonic()
+                if len(self.seen) >= self._expected:
+                    stream.stop()
+                    self._done.set()
+                    return
+
+    def wait(self, timeout: float) -> None:
+        finished = self._done.wait(timeout)
+        if self.error is not None:
+            raise SystemExit(f"the address watch failed: {self.error!r}")
+        if not finished:
+            raise SystemExit(f"only {len(self.seen)}/{self._expected} agents allocated in time")
+
+
+def run_burst(
+    mesh: MeshApi, network: str, count: int, workers: int,
+    after_create: Callable[[str], None] | None = None,
+) -> tuple[dict[str, float], float]:
+    """Create ``count`` agents from ``workers`` threads; returns create start times and t0."""
+    started: dict[str, float] = {}
+    agent_names = [f"{network}-{i:05d}" for i in range(count)]
+
+    def create(name: str) -> None:
+        started[name] = time.monotonic()
+        body = mesh.agent_body(name, network)
+        # As the node agent does: the release finalizer is set at creation.
+        body["metadata"]["finalizers"] = [names.RELEASE_FINALIZER]
+        mesh.custom.create_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
+        )
+        if after_create is not None:
+            after_create(name)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(create, agent_names))
+    return started, t0
+
+
+def summarise(label: str, started: dict[str, float], done: dict[str, float], t0: float) -> float:
+    latencies = [done[name] - started[name] for name in started]
+    wall = max(done.values()) - t0
+    print(
+        f"{label:>6}: {len(latencies)} agents, wall {wall:.2f} s, "
+        f"{len(latencies) / wall:.0f} per s, latency p50 {percentile(latencies, 0.5) * 1000:.0f} ms"
+        f" p95 {percentile(latencies, 0.95) * 1000:.0f} ms"
+        f" p99 {percentile(latencies, 0.99) * 1000:.0f} ms"
+        f" max {max(latencies) * 1000:.0f} ms (mean {statistics.mean(latencies) * 1000:.0f} ms)"
+    )
+    return wall
+
+
+def floor_run(mesh: MeshApi, count: int, workers: int) -> float:
+    """The same creates, each followed by one bare status patch: no operator at all."""
+    network = "bench-floor"
+    done: dict[str, float] = {}
+    lock = threading.Lock()
+
+    def patch(name: str) -> None:
+        index = int(name.rsplit("-", 1)[1])
+        mesh.custom.patch_cluster_custom_object_status(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name,
+            {"status": {"addresses": [f"100.127.{index // 256}.{index % 256}"]}},
+        )
+        with lock:
+            done[name] = time.monotonic()
+
+    started, t0 = run_burst(mesh, network, count, workers, after_create=patch)
+    wall = summarise("floor", started, done, t0)
+    delete_network_agents(mesh, network, workers)
+    return wall
+
+
+def delete_network_agents(mesh: MeshApi, network: str, workers: int) -> None:
+    bodies = mesh.agents(network)
+
+    def remove(body: dict[str, Any]) -> None:
+        name = body["metadata"]["name"]
+        mesh.custom.patch_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name,
+            {"metadata": {"finalizers": None}},
+        )
+        mesh.delete_agent(name)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(remove, bodies))
+
+
+def reef_run(mesh: MeshApi, kubeconfig: Path, count: int, workers: int, logs: Path) -> float:
+    network = "bench-reef"
+    mesh.create_network(network, ["100.64.0.0/10"])
+    operator = OperatorProcess(kubeconfig, logs, env={"REEF_REPAIR_INTERVAL_SECONDS": "600"})
+    operator.start()
+    try:
+        seen = AddressWatch(mesh, network, count)
+        started, t0 = run_burst(mesh, network, count, workers)
+        seen.wait(600)
+        wall = summarise("reef", started, seen.seen, t0)
+        delete_network_agents(mesh, network, workers)
+    finally:
+        operator.stop()
+    mesh.remove_network(network)
+    return wall
+
+
+def prepare(kubeconfig: Path) -> MeshApi:
+    kubectl = str(binary("kubectl"))
+    subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(CRDS)], check=True,
+                   capture_output=True)
+    subprocess.run(
+        [kubectl, f"--kubeconfig={kubeconfig}", "wait", "--for=condition=Established",
+         "crd/meshagents.mesh.reef.dev", "crd/meshnetworks.mesh.reef.dev"],
+        check=True, capture_output=True,
+    )
+    client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
+    client.configuration.connection_pool_maxsize = 64
+    core = kubernetes.client.CoreV1Api(client)
+    try:
+        core.create_namespace({"metadata": {"name": LEDGER_NAMESPACE}})
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    return MeshApi(client)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=32, help="concurrent creating clients")
+    parser.add_argument("--kubeconfig", type=Path, help="an existing cluster (default: local bed)")
+    parser.add_argument("--logs", type=Path, help="keep the operator's log in this directory")
+    arguments = parser.parse_args(argv)
+    print("command:", shlex.join([Path(sys.executable).name, "-m", "bench.allocation",
+                                   *(argv if argv is not None else sys.argv[1:])]))
+    with tempfile.TemporaryDirectory(prefix="reef-bench-") as scratch:
+        logs = arguments.logs or Path(scratch)
+        logs.mkdir(parents=True, exist_ok=True)
+        if arguments.kubeconfig is None:
+            ensure_binaries()
+            with LocalControlPlane() as bed:
+                return _measure(bed.kubeconfig, arguments, logs)
+        return _measure(arguments.kubeconfig, arguments, logs)
+
+
+def _measure(kubeconfig: Path, arguments: argparse.Namespace, logs: Path) -> int:
+    mesh = prepare(kubeconfig)
+    floor = floor_run(mesh, arguments.agents, arguments.workers)
+    reef = reef_run(mesh, kubeconfig, arguments.agents, arguments.workers, logs)
+    print(f"ratio reef/floor wall time: {reef / floor:.2f} (target <= 1.5)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""The chart's identities, with real tokens: enough to do the job, and not one bit more.
+
+The chart is installed with Helm (RBAC and the ValidatingAdmissionPolicy exactly as a
+user gets them). The operator then runs as a process with a token of the chart's
+operator ServiceAccount; "agents" are API clients holding tokens of the agent
+ServiceAccount bound to Pods on Node objects, the way a DaemonSet Pod's projected token
+is — so the API server puts the node name into the request, as in a real cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, cast
+
+import kubernetes.client
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from tests.install.helm_release import Release
+from tests.support.mesh import (
+    MeshApi,
+    addresses,
+    all_allocated,
+    condition,
+    wait_for_agents,
+    wait_for_objects,
+)
+from tests.support.mesh import random_public_key as public_key
+from tests.support.operator_process import OperatorProcess
+from tests.testbed.identities import (
+    api_client_for_token,
+    create_node,
+    create_pod_on_node,
+    kubeconfig_for_token,
+    request_token,
+)
+
+from reef.api import names
+
+FORBIDDEN = 403
+
+
+@dataclass
+class Agent:
+    """An API client acting as the reef agent on one node."""
+
+    node: str
+    api: ApiClient
+
+    @property
+    def custom(self) -> kubernetes.client.CustomObjectsApi:
+        return kubernetes.client.CustomObjectsApi(self.api)
+
+    def body(self, name: str | None = None, node_name: str | None = None) -> dict[str, Any]:
+        return {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MESH_AGENT_KIND,
+            "metadata": {"name": name or self.node, "finalizers": [names.RELEASE_FINALIZER]},
+            "spec": {
+                "network": "unused",
+                "nodeName": node_name or self.node,
+                "publicKey": public_key(),
+                "endpoint": "198.18.0.10:51820",
+            },
+        }
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = cast(dict[str, Any], self.custom.create_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
+        ))
+        return created
+
+    def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        patched: dict[str, Any] = cast(dict[str, Any], self.custom.patch_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, patch
+        ))
+        return patched
+
+    def apply_status(self, status: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply of its own status fields, as the agent does: the conditions
+        list merges by type, so the operator's Allocated condition stays untouched."""
+        body = {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MESH_AGENT_KIND,
+            "metadata": {"name": self.node},
+            "status": status,
+        }
+        applied = self.custom.patch_cluster_custom_object_status(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, self.node, body,
+            field_manager=names.AGENT_FIELD_MANAGER, force=True,
+            _content_type="application/apply-patch+yaml",
+        )
+        return cast(dict[str, Any], applied)
+
+    def patch_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """A JSON merge patch of the status (lists are replaced whole)."""
+        patched = self.custom.patch_cluster_custom_object_status(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, {"status": status}
+        )
+        return cast(dict[str, Any], patched)
+
+
+def denied(call: Callable[[], object]) -> ApiException:
+    """The API server's refusal of `call` (the test fails if it is accepted)."""
+    with pytest.raises(ApiException) as caught:
+        call()
+    return caught.value
+
+
+def message(error: ApiException) -> str:
+    return str(json.loads(error.body or "{}").get("message", error.body))
+
+
+def policy_denial(error: ApiException, release: Release, text: str) -> None:
+    """Assert `error` is our admission policy's 403 saying `text`."""
+    said = message(error)
+    assert error.status == FORBIDDEN, said
+    assert f"ValidatingAdmissionPolicy '{release.agent_account}.mesh.reef.dev'" in said, said
+    assert text in said, said
+
+
+def rbac_denial(error: ApiException, verb: str, resource: str) -> None:
+    said = message(error)
+    assert error.status == FORBIDDEN, said
+    assert f'cannot {verb} resource "{resource}"' in said, said
+
+
+def dataplane_status(ready: str = "True") -> dict[str, Any]:
+    now = "2025-01-01T00:00:00Z"
+    return {
+        "dataplane": {
+            "backend": "userspace",
+            "interface": "reef0",
+            "listenPort": 51820,
+            "peers": {"total": 0, "healthy": 0, "summary": "0/0"},
+            "lastSync": now,
+        },
+        "conditions": [
+            {"type": "Configured", "status": ready, "reason": "Configured", "message": "up",
+             "lastTransitionTime": now},
+        ],
+    }
+
+
+def wait_for_policy_in_force(api: ApiClient, release: Release, timeout: float = 30.0) -> None:
+    """A new ValidatingAdmissionPolicy takes effect a moment after it is created (the API
+    server loads it through an informer). There is no event for that: probe with a
+    dry-run write the policy must refuse (a token without a node) until it is refused."""
+    token = request_token(api, release.namespace, release.agent_account)
+    client = api_client_for_token(api, token)
+    probe = Agent("policy-probe", client)
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    try:
+        while True:
+            try:
+                probe.custom.create_cluster_custom_object(
+                    names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, probe.body(),
+                    dry_run="All",
+                )
+            except ApiException as error:
+                if error.status == FORBIDDEN and "ValidatingAdmissionPolicy" in message(error):
+                    return
+                raise
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the admission policy was not in force after {timeout}s")
+            # Back-off between probes: nothing to watch for a policy being loaded.
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def installed(release: Release, kube_api: ApiClient) -> Release:
+    release.install()
+    wait_for_policy_in_force(kube_api, release)
+    return release
+
+
+def _remove_quietly(call: Callable[[], object]) -> None:
+    """Cleanup: what is already gone is fine."""
+    try:
+        call()
+    except ApiException as error:
+        if error.status != 404:
+            raise
+
+
+@pytest.fixture
+def agents(
+    installed: Release, kube_api: ApiClient
+) -> Iterator[Callable[[str], Agent]]:
+    """``agents(label) -> Agent`` on a fresh Node; Nodes and MeshAgents are removed after."""
+    made: list[Agent] = []
+    token = secrets.token_hex(3)
+    core = kubernetes.client.CoreV1Api(kube_api)
+
+    def make(label: str) -> Agent:
+        node = f"node-{label}-{token}"
+        create_node(kube_api, node)
+        pod = f"agent-{label}-{token}"
+        uid = create_pod_on_node(
+            kube_api, installed.namespace, pod,
+            node_name=node, service_account=installed.agent_account,
+        )
+        bound = request_token(
+            kube_api, installed.namespace, installed.agent_account, bound_pod=(pod, uid)
+        )
+        agent = Agent(node, api_client_for_token(kube_api, bound))
+        made.append(agent)
+        return agent
+
+    yield make
+    mesh = MeshApi(kube_api)
+    for agent in made:
+        _remove_quietly(
+            partial(
+                mesh.custom.patch_cluster_custom_object,
+                names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, agent.node,
+                {"metadata": {"finalizers": None}},
+            )
+        )
+        _remove_quietly(partial(mesh.delete_agent, agent.node))
+        _remove_quietly(partial(core.delete_node, agent.node))
+        agent.api.close()  # type: ignore[no-untyped-call]
+
+
+def test_operator_with_the_charts_service_account_does_its_whole_job(
+    installed: Release,
+    kube_api: ApiClient,
+    kubeconfig: Path,
+    agents: Callable[[str], Agent],
+    tmp_path: Path,
+) -> None:
+    """Allocation, the ledger, MeshAgent and MeshNetwork statuses, Events: no admin rights."""
+    token = request_token(kube_api, installed.namespace, installed.operator_account)
+    operator_kubeconfig = kubeconfig_for_token(
+        kubeconfig, token, tmp_path / "operator.kubeconfig", "reef-operator"
+    )
+    operator = OperatorProcess(
+        operator_kubeconfig, tmp_path, namespace=installed.namespace
+    ).start()
+    mesh = MeshApi(kube_api)
+    try:
+        agent = agents("a")
+        body = agent.body()
+        body["spec"]["network"] = installed.network
+        agent.create(body)
+
+        allocated = wait_for_agents(mesh, installed.network, all_allocated(1), timeout=60)
+        [address] = addresses(allocated[agent.node])
+        assert address.startswith("100.64.")
+        allocated_condition = condition(allocated[agent.node], "Allocated")
+        assert allocated_condition is not None
+        assert allocated_condition["status"] == "True"
+        owners = mesh.ledger_owners(installed.namespace, installed.network)
+        assert owners[address]["name"] == agent.node
+
+        # The agent reports its dataplane; the network counts it (operator's status write).
+        reported = agent.apply_status(dataplane_status())
+        assert condition(reported, "Allocated") == allocated_condition
+        wait_for_objects(
+            mesh, names.MESH_NETWORK_PLURAL,
+            lambda objects: _ready(objects.get(installed.network)),
+            field_selector=f"metadata.name={installed.network}",
+        )
+        # Release on deletion: the operator removes its finalizer after the ledger write.
+        mesh.delete_agent(agent.node)
+        wait_for_agents(mesh, installed.network, lambda objects: not objects, timeout=60)
+        assert mesh.ledger_owners(installed.namespace, installed.network)[address][
+            "state"
+        ] == "released"
+    finally:
+        operator.stop()
+    log = operator.log()
+    assert "Forbidden" not in log, log
+    assert " 403" not in log, log
+
+
+def _ready(network: dict[str, Any] | None) -> bool:
+    found = condition(network or {}, "Ready")
+    return found is not None and found["status"] == "True"
+
+
+def test_agent_registers_and_reports_its_own_nodes_meshagent(
+    agents: Callable[[str], Agent],
+) -> None:
+    agent = agents("a")
+    created = agent.create(agent.body())
+    assert created["metadata"]["finalizers"] == [names.RELEASE_FINALIZER]
+
+    agent.patch(agent.node, {"spec": {"endpoint": "198.18.0.11:51820"}})
+    reported = agent.apply_status(dataplane_status())
+
+    assert reported["status"]["dataplane"]["backend"] == "userspace"
+    assert condition(reported, "Configured") is not None
+
+
+def test_agent_cannot_create_a_meshagent_named_after_another_node(
+    installed: Release, agents: Callable[[str], Agent]
+) -> None:
+    agent, other = agents("a"), agents("b")
+    error = denied(lambda: agent.create(agent.body(name=other.node, node_name=other.node)))
+    policy_denial(error, installed, f"may only write MeshAgent {agent.node}, not {other.node}")
+
+
+def test_agent_cannot_claim_another_nodes_name_in_spec(
+    installed: Release, agents: Callable[[str], Agent]
+) -> None:
+    agent, other = agents("a"), agents("b")
+    error = denied(lambda: agent.create(agent.body(node_name=other.node)))
+    policy_denial(error, installed, f"whose spec.nodeName is {agent.node}")
+
+
+def test_agent_cannot_modify_or_delete_another_nodes_meshagent(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
+    agent, other = agents("a"), agents("b")
+    other.create(other.body())
+
+    spec = denied(lambda: agent.patch(other.node, {"spec": {"endpoint": "198.18.0.66:1"}}))
+    policy_denial(spec, installed, f"not {other.node}")
+    status = denied(lambda: agent.patch_status(other.node, dataplane_status("False")))
+    policy_denial(status, installed, f"not {other.node}")
+    deletion = denied(
+        lambda: agent.custom.delete_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, other.node
+        )
+    )
+    rbac_denial(deletion, "delete", "meshagents")
+    assert MeshApi(kube_api).get_agent(other.node)["spec"]["endpoint"] == "198.18.0.10:51820"
+
+
+def test_agent_cannot_write_the_operators_status_fields(
+    installed: Release, agents: Callable[[str], Agent]
+) -> None:
+    agent = agents("a")
+    agent.create(agent.body())
+
+    address = denied(lambda: agent.patch_status(agent.node, {"addresses": ["100.64.0.1"]}))
+    policy_denial(address, installed, "status.addresses")
+    when = denied(
+        lambda: agent.patch_status(agent.node, {"allocatedAt": "2025-01-01T00:00:00Z"})
+    )
+    policy_denial(when, installed, "status.addresses, status.allocatedAt")
+    allocated = {
+        "conditions": [
+            {"type": "Allocated", "status": "True", "reason": "Allocated", "message": "mine",
+             "lastTransitionTime": "2025-01-01T00:00:00Z"},
+        ]
+    }
+    condition_error = denied(lambda: agent.patch_status(agent.node, allocated))
+    policy_denial(
+        condition_error, installed, "the Allocated condition belongs to the reef operator"
+    )
+    finalizer = denied(lambda: agent.patch(agent.node, {"metadata": {"finalizers": None}}))
+    policy_denial(finalizer, installed, "may not remove it")
+
+
+def test_agent_cannot_touch_the_ledger(
+    installed: Release, agents: Callable[[str], Agent]
+) -> None:
+    agent = agents("a")
+    core = kubernetes.client.CoreV1Api(agent.api)
+    listing = denied(lambda: core.list_namespaced_config_map(installed.namespace))
+    rbac_denial(listing, "list", "configmaps")
+    ledger = kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(
+            name=f"reef-ipam-{installed.network}",
+            labels={names.LEDGER_COMPONENT_LABEL: names.LEDGER_COMPONENT},
+        ),
+        data={"100.64.0.1": "{}"},
+    )
+    creation = denied(lambda: core.create_namespaced_config_map(installed.namespace, ledger))
+    rbac_denial(creation, "create", "configmaps")
+    network = denied(
+        lambda: agent.custom.patch_cluster_custom_object_status(
+            names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, installed.network,
+            {"status": {"allocated": 0}},
+        )
+    )
+    rbac_denial(network, "patch", "meshnetworks/status")
+
+
+def test_agent_token_without_a_node_cannot_write_any_meshagent(
+    installed: Release, kube_api: ApiClient
+) -> None:
+    """A plain token of the agent account (not bound to a Pod on a node) is refused."""
+    token = request_token(kube_api, installed.namespace, installed.agent_account)
+    client = api_client_for_token(kube_api, token)
+    try:
+        agent = Agent("node-without-token-binding", client)
+        error = denied(lambda: agent.create(agent.body()))
+        policy_denial(error, installed, "this token carries no node name")
+    finally:
+        client.close()  # type: ignore[no-untyped-call]
