@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,8 +38,6 @@ from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
 from tests.testbed.binaries import binary, ensure_binaries
 from tests.testbed.controlplane import LocalControlPlane
 
-import subprocess
-
 
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
@@ -54,7 +53,9 @@ class AddressWatch:
         self._mesh, self._network, self._expected = mesh, network, expected
         self._done = threading.Event()
         listed = mesh.custom.list_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
             field_selector=f"spec.network={network}",
         )
         self._version = listed["metadata"]["resourceVersion"]
@@ -72,9 +73,12 @@ class AddressWatch:
         stream = watch.Watch()
         for event in stream.stream(
             self._mesh.custom.list_cluster_custom_object,
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
             field_selector=f"spec.network={self._network}",
-            resource_version=self._version, timeout_seconds=600,
+            resource_version=self._version,
+            timeout_seconds=600,
         ):
             body = event["object"]
             name = body["metadata"]["name"]
@@ -94,7 +98,10 @@ class AddressWatch:
 
 
 def run_burst(
-    mesh: MeshApi, network: str, count: int, workers: int,
+    mesh: MeshApi,
+    network: str,
+    count: int,
+    workers: int,
     after_create: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, float], float]:
     """Create ``count`` agents from ``workers`` threads; returns create start times and t0."""
@@ -140,7 +147,10 @@ def floor_run(mesh: MeshApi, count: int, workers: int) -> float:
     def patch(name: str) -> None:
         index = int(name.rsplit("-", 1)[1])
         mesh.custom.patch_cluster_custom_object_status(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            name,
             {"status": {"addresses": [f"100.127.{index // 256}.{index % 256}"]}},
         )
         with lock:
@@ -158,7 +168,10 @@ def delete_network_agents(mesh: MeshApi, network: str, workers: int) -> None:
     def remove(body: dict[str, Any]) -> None:
         name = body["metadata"]["name"]
         mesh.custom.patch_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            name,
             {"metadata": {"finalizers": None}},
         )
         mesh.delete_agent(name)
@@ -186,18 +199,32 @@ def reef_run(mesh: MeshApi, kubeconfig: Path, count: int, workers: int, logs: Pa
 
 def prepare(kubeconfig: Path) -> MeshApi:
     kubectl = str(binary("kubectl"))
-    subprocess.run([kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(CRDS)], check=True,
-                   capture_output=True)
     subprocess.run(
-        [kubectl, f"--kubeconfig={kubeconfig}", "wait", "--for=condition=Established",
-         "crd/meshagents.mesh.reef.dev", "crd/meshnetworks.mesh.reef.dev"],
-        check=True, capture_output=True,
+        [kubectl, f"--kubeconfig={kubeconfig}", "apply", "-f", str(CRDS)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            kubectl,
+            f"--kubeconfig={kubeconfig}",
+            "wait",
+            "--for=condition=Established",
+            "crd/meshagents.mesh.reef.dev",
+            "crd/meshnetworks.mesh.reef.dev",
+        ],
+        check=True,
+        capture_output=True,
     )
     client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     client.configuration.connection_pool_maxsize = 64
     core = kubernetes.client.CoreV1Api(client)
     try:
-        core.create_namespace({"metadata": {"name": LEDGER_NAMESPACE}})
+        core.create_namespace(
+            kubernetes.client.V1Namespace(
+                metadata=kubernetes.client.V1ObjectMeta(name=LEDGER_NAMESPACE)
+            )
+        )
     except kubernetes.client.ApiException as error:
         if error.status != 409:
             raise
@@ -211,8 +238,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", type=Path, help="an existing cluster (default: local bed)")
     parser.add_argument("--logs", type=Path, help="keep the operator's log in this directory")
     arguments = parser.parse_args(argv)
-    print("command:", shlex.join([Path(sys.executable).name, "-m", "bench.allocation",
-                                   *(argv if argv is not None else sys.argv[1:])]))
+    print(
+        "command:",
+        shlex.join(
+            [
+                Path(sys.executable).name,
+                "-m",
+                "bench.allocation",
+                *(argv if argv is not None else sys.argv[1:]),
+            ]
+        ),
+    )
     with tempfile.TemporaryDirectory(prefix="reef-bench-") as scratch:
         logs = arguments.logs or Path(scratch)
         logs.mkdir(parents=True, exist_ok=True)

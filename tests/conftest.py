@@ -31,6 +31,7 @@ import kubernetes.client
 import kubernetes.config
 import pytest
 from kubernetes.client import ApiClient
+
 from tests.testbed.binaries import ensure_binaries
 from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.controlplane import CONTEXT_NAME, LocalControlPlane
@@ -168,13 +169,13 @@ def kubeconfig(kube_target: KubeTarget) -> Path:
 @pytest.fixture(scope="session")
 def kube_api(kubeconfig: Path) -> Iterator[ApiClient]:
     """A kubernetes ApiClient with admin rights on the cluster under test."""
-    client: ApiClient = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+    client: ApiClient = kubernetes.config.new_client_from_config(
         config_file=str(kubeconfig)
     )
     try:
         yield client
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -71,11 +71,23 @@ class AgentSettings(KubeSettings):
     node_ip: str | None = Field(
         None, description="This node's underlay address (downward API status.hostIP)."
     )
+    role: Literal["Agent", "Hub"] | None = Field(
+        None,
+        description="spec.role the agent writes (Hub: every member peers with it); unset keeps"
+        " whatever the MeshAgent says, so an admin may set it with kubectl.",
+    )
     backend: Literal["auto", "kernel", "userspace"] = Field(
         "auto", description="auto picks kernel WireGuard when the module is there."
     )
     resync_seconds: float = Field(300.0, description="Periodic full resync (a backstop only).")
     status_min_interval_seconds: float = Field(
         10.0, description="Least time between two status writes of unchanged importance."
+    )
+    health_check_seconds: float = Field(
+        5.0,
+        description=(
+            "How often handshake ages are read from the device (they change without any API"
+            " event); a changed PeersHealthy status is reported at the next check."
+        ),
     )
     metrics_port: int = Field(9091, description="Port of the agent's /metrics endpoint; 0 = off.")

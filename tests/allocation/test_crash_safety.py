@@ -88,8 +88,10 @@ def test_two_operators_at_once_never_hand_out_one_address_twice(
     agents = wait_for_agents(
         mesh, network, all_allocated(120), timeout=120, on_event=history.record
     )
-    assert first.process is not None and first.process.returncode() is None
-    assert second.process is not None and second.process.returncode() is None
+    assert first.process is not None
+    assert first.process.returncode() is None
+    assert second.process is not None
+    assert second.process.returncode() is None
     assert_no_duplicates(agents)
     for body in agents.values():
         history.record("FINAL", body)

@@ -24,6 +24,8 @@ import yaml
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from kubernetes.watch.watch import iter_resp_lines
+from urllib3 import HTTPResponse
+
 from tests.testbed.binaries import REPO_ROOT, binary
 from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.identities import (
@@ -37,7 +39,6 @@ from tests.testbed.identities import (
 )
 from tests.testbed.kubeconfig import UnsafeClusterError, extract_named_context
 from tests.testbed.versions import KUBERNETES_VERSION
-from urllib3 import HTTPResponse
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ def widget_crd(kubectl: KubeCLI) -> Iterator[WidgetCRD]:
 
 def _events(response: HTTPResponse) -> Iterator[dict[str, Any]]:
     """The decoded events of a raw watch response, as they arrive."""
-    for line in iter_resp_lines(response):  # type: ignore[no-untyped-call]
+    for line in iter_resp_lines(response):
         event: dict[str, Any] = json.loads(line)
         yield event
 

@@ -13,9 +13,9 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from tests.testbed.netns import Lab, netns_nodes
 
 from reef.dataplane.select import kernel_wireguard_available
+from tests.testbed.netns import Lab, netns_nodes
 
 
 def _netns_unavailable() -> str | None:

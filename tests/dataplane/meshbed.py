@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tests.testbed.netns import Lab, Node
-
 from reef.dataplane import Key
+from tests.testbed.netns import Lab, Node
 
 DRIVER = Path(__file__).with_name("node_driver.py")
 LISTEN_PORT = 51820

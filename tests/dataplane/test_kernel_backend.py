@@ -10,12 +10,12 @@ import ipaddress
 from collections.abc import Iterator
 
 import pytest
-from tests.dataplane.meshbed import configure_full_mesh, mesh_nodes, peer_state, ping
-from tests.testbed.netns import Lab
 
 from reef.dataplane import DeviceSpec, Endpoint, Key, PeerSpec
 from reef.dataplane.kernel import KernelBackend
 from reef.dataplane.select import select_backend
+from tests.dataplane.meshbed import configure_full_mesh, mesh_nodes, peer_state, ping
+from tests.testbed.netns import Lab
 
 pytestmark = pytest.mark.kernel
 

@@ -6,6 +6,7 @@ import os
 import re
 
 import pytest
+
 from tests.testbed.vm import run_pytest_in_vm, vm_unavailable_reason
 
 KERNEL_TESTS = ["tests/dataplane", "-m", "kernel", "-v", "-rs"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tests.dataplane.meshbed import configure_full_mesh, drive, mesh_nodes, peer_state, ping
 from tests.testbed.netns import Lab
 

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.install.helm_release import Release, bed_values
 from tests.support.mesh import CRDS
 from tests.testbed.clients import KubeCLI
@@ -17,15 +18,16 @@ def reef_crds(kubectl: KubeCLI) -> None:
     """The CRDs applied from crds/ with kubectl, as a user would, and Established."""
     kubectl("apply", "-f", str(CRDS))
     kubectl(
-        "wait", "--for=condition=Established", "--timeout=60s",
-        "crd/meshnetworks.mesh.reef.dev", "crd/meshagents.mesh.reef.dev",
+        "wait",
+        "--for=condition=Established",
+        "--timeout=60s",
+        "crd/meshnetworks.mesh.reef.dev",
+        "crd/meshagents.mesh.reef.dev",
     )
 
 
 @pytest.fixture
-def release(
-    helm: KubeCLI, namespace: str, reef_crds: None, tmp_path: Path
-) -> Iterator[Release]:
+def release(helm: KubeCLI, namespace: str, reef_crds: None, tmp_path: Path) -> Iterator[Release]:
     """A not yet installed release with test values; uninstalled afterwards if installed."""
     token = secrets.token_hex(3)
     made = Release(

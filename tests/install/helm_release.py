@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from tests.testbed.binaries import REPO_ROOT
 from tests.testbed.clients import KubeCLI
 
@@ -150,8 +151,15 @@ class Release:
         self.values = _merge(self.values, overrides)
         values = write_values(self.workdir, self.values)
         out = self.helm(
-            "install", self.name, str(CHART), "--namespace", self.namespace,
-            "-f", str(values), "--wait=false", timeout=180,
+            "install",
+            self.name,
+            str(CHART),
+            "--namespace",
+            self.namespace,
+            "-f",
+            str(values),
+            "--wait=false",
+            timeout=180,
         ).stdout
         self.installed = True
         return out
@@ -160,8 +168,14 @@ class Release:
         self.values = _merge(self.values, overrides)
         values = write_values(self.workdir, self.values)
         return self.helm(
-            "upgrade", self.name, str(CHART), "--namespace", self.namespace,
-            "-f", str(values), timeout=180,
+            "upgrade",
+            self.name,
+            str(CHART),
+            "--namespace",
+            self.namespace,
+            "-f",
+            str(values),
+            timeout=180,
         ).stdout
 
     def uninstall(self) -> None:
@@ -173,5 +187,3 @@ class Release:
         """What Helm recorded for the release (hooks, such as `helm test` Pods, aside)."""
         text = self.helm("get", "manifest", self.name, "--namespace", self.namespace).stdout
         return {object_key(doc, self.namespace) for doc in documents(text)}
-
-

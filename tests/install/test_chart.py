@@ -15,12 +15,22 @@ import kubernetes.client
 import pytest
 import yaml
 from kubernetes.client import ApiClient
+
 from tests.install.helm_release import CHART, Manifest, Release, documents, write_values
 from tests.support.mesh import CRDS, MeshApi
 from tests.testbed.clients import KubeCLI
 
-PRINTER_COLUMNS = ["NAME", "NETWORK", "NODE", "ADDRESS", "ENDPOINT", "BACKEND", "PEERS", "READY",
-                   "AGE"]
+PRINTER_COLUMNS = [
+    "NAME",
+    "NETWORK",
+    "NODE",
+    "ADDRESS",
+    "ENDPOINT",
+    "BACKEND",
+    "PEERS",
+    "READY",
+    "AGE",
+]
 
 
 def _one(objects: list[Manifest], kind: str, suffix: str = "") -> Manifest:
@@ -121,21 +131,14 @@ def test_service_monitor_is_rendered_only_when_enabled(release: Release) -> None
 
 def test_rbac_uses_no_wildcards(release: Release) -> None:
     objects = release.render()
-    rules = [
-        rule
-        for o in objects
-        if o["kind"] in {"ClusterRole", "Role"}
-        for rule in o["rules"]
-    ]
+    rules = [rule for o in objects if o["kind"] in {"ClusterRole", "Role"} for rule in o["rules"]]
     assert rules
     for rule in rules:
         for key in ("apiGroups", "resources", "verbs"):
             assert "*" not in rule.get(key, []), f"wildcard in {rule}"
 
 
-def test_rendered_chart_passes_a_server_side_dry_run(
-    release: Release, kubectl: KubeCLI
-) -> None:
+def test_rendered_chart_passes_a_server_side_dry_run(release: Release, kubectl: KubeCLI) -> None:
     """Every object, with every optional part but the ServiceMonitor switched on."""
     objects = release.render(
         operator={"podDisruptionBudget": {"enabled": True}, "priorityClassName": ""},
@@ -185,13 +188,20 @@ def test_operator_pod_is_admitted_under_restricted_pod_security(
     test_pod = _one(objects, "Pod", "-test-network-ready")
     for pod in (operator_pod, test_pod):
         kubectl(
-            "apply", "--dry-run=server", "-f", "-",
+            "apply",
+            "--dry-run=server",
+            "-f",
+            "-",
             input=yaml.safe_dump(pod),
         )
     agent_pod = _pod_from_template(_one(objects, "DaemonSet", "-agent"), "agent")
     refused = kubectl(
-        "apply", "--dry-run=server", "-f", "-",
-        input=yaml.safe_dump(agent_pod), check=False,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        input=yaml.safe_dump(agent_pod),
+        check=False,
     )
     assert refused.returncode != 0
     assert "violates PodSecurity" in refused.stderr

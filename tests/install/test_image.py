@@ -8,10 +8,10 @@ missing.
 from __future__ import annotations
 
 import pytest
-from tests.testbed.image import IMAGE, build_image, missing_programs, run_in_image
-from tests.testbed.netns import netns_nodes
 
 import reef
+from tests.testbed.image import IMAGE, build_image, missing_programs, run_in_image
+from tests.testbed.netns import netns_nodes
 
 pytestmark = [
     pytest.mark.image,
@@ -40,8 +40,10 @@ def test_image_runs_reef_version_and_help(image: str) -> None:
 
 def test_image_runs_as_a_non_root_user_by_default(image: str) -> None:
     result = run_in_image(
-        "-c", "import os; print(os.getuid(), os.getgid())",
-        image=image, options=["--entrypoint", "python3"],
+        "-c",
+        "import os; print(os.getuid(), os.getgid())",
+        image=image,
+        options=["--entrypoint", "python3"],
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["65532", "65532"]
@@ -78,14 +80,21 @@ def test_image_creates_a_userspace_wireguard_interface_inside_a_node_namespace(
             script,
             image=image,
             options=[
-                "--network", f"ns:/run/netns/{node.netns}",
-                "--user", "0",
-                "--cap-drop", "ALL",
-                "--cap-add", "NET_ADMIN",
-                "--device", "/dev/net/tun",
-                "--tmpfs", "/var/run/wireguard",
+                "--network",
+                f"ns:/run/netns/{node.netns}",
+                "--user",
+                "0",
+                "--cap-drop",
+                "ALL",
+                "--cap-add",
+                "NET_ADMIN",
+                "--device",
+                "/dev/net/tun",
+                "--tmpfs",
+                "/var/run/wireguard",
                 "-i",
-                "--entrypoint", "/bin/sh",
+                "--entrypoint",
+                "/bin/sh",
             ],
             input=key.stdout,
         )

@@ -22,6 +22,8 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
+from reef.api import names
 from tests.install.helm_release import Release
 from tests.support.mesh import (
     MeshApi,
@@ -40,8 +42,6 @@ from tests.testbed.identities import (
     kubeconfig_for_token,
     request_token,
 )
-
-from reef.api import names
 
 FORBIDDEN = 403
 
@@ -71,15 +71,21 @@ class Agent:
         }
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = cast(dict[str, Any], self.custom.create_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
-        ))
+        created: dict[str, Any] = cast(
+            dict[str, Any],
+            self.custom.create_cluster_custom_object(
+                names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
+            ),
+        )
         return created
 
     def patch(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        patched: dict[str, Any] = cast(dict[str, Any], self.custom.patch_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, patch
-        ))
+        patched: dict[str, Any] = cast(
+            dict[str, Any],
+            self.custom.patch_cluster_custom_object(
+                names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, patch
+            ),
+        )
         return patched
 
     def apply_status(self, status: dict[str, Any]) -> dict[str, Any]:
@@ -92,8 +98,13 @@ class Agent:
             "status": status,
         }
         applied = self.custom.patch_cluster_custom_object_status(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, self.node, body,
-            field_manager=names.AGENT_FIELD_MANAGER, force=True,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            self.node,
+            body,
+            field_manager=names.AGENT_FIELD_MANAGER,
+            force=True,
             _content_type="application/apply-patch+yaml",
         )
         return cast(dict[str, Any], applied)
@@ -142,8 +153,13 @@ def dataplane_status(ready: str = "True") -> dict[str, Any]:
             "lastSync": now,
         },
         "conditions": [
-            {"type": "Configured", "status": ready, "reason": "Configured", "message": "up",
-             "lastTransitionTime": now},
+            {
+                "type": "Configured",
+                "status": ready,
+                "reason": "Configured",
+                "message": "up",
+                "lastTransitionTime": now,
+            },
         ],
     }
 
@@ -161,7 +177,10 @@ def wait_for_policy_in_force(api: ApiClient, release: Release, timeout: float = 
         while True:
             try:
                 probe.custom.create_cluster_custom_object(
-                    names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, probe.body(),
+                    names.GROUP,
+                    names.VERSION,
+                    names.MESH_AGENT_PLURAL,
+                    probe.body(),
                     dry_run="All",
                 )
             except ApiException as error:
@@ -174,7 +193,7 @@ def wait_for_policy_in_force(api: ApiClient, release: Release, timeout: float = 
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()
 
 
 @pytest.fixture
@@ -194,9 +213,7 @@ def _remove_quietly(call: Callable[[], object]) -> None:
 
 
 @pytest.fixture
-def agents(
-    installed: Release, kube_api: ApiClient
-) -> Iterator[Callable[[str], Agent]]:
+def agents(installed: Release, kube_api: ApiClient) -> Iterator[Callable[[str], Agent]]:
     """``agents(label) -> Agent`` on a fresh Node; Nodes and MeshAgents are removed after."""
     made: list[Agent] = []
     token = secrets.token_hex(3)
@@ -207,8 +224,11 @@ def agents(
         create_node(kube_api, node)
         pod = f"agent-{label}-{token}"
         uid = create_pod_on_node(
-            kube_api, installed.namespace, pod,
-            node_name=node, service_account=installed.agent_account,
+            kube_api,
+            installed.namespace,
+            pod,
+            node_name=node,
+            service_account=installed.agent_account,
         )
         bound = request_token(
             kube_api, installed.namespace, installed.agent_account, bound_pod=(pod, uid)
@@ -223,13 +243,16 @@ def agents(
         _remove_quietly(
             partial(
                 mesh.custom.patch_cluster_custom_object,
-                names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, agent.node,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                agent.node,
                 {"metadata": {"finalizers": None}},
             )
         )
         _remove_quietly(partial(mesh.delete_agent, agent.node))
         _remove_quietly(partial(core.delete_node, agent.node))
-        agent.api.close()  # type: ignore[no-untyped-call]
+        agent.api.close()
 
 
 def test_operator_with_the_charts_service_account_does_its_whole_job(
@@ -244,9 +267,7 @@ def test_operator_with_the_charts_service_account_does_its_whole_job(
     operator_kubeconfig = kubeconfig_for_token(
         kubeconfig, token, tmp_path / "operator.kubeconfig", "reef-operator"
     )
-    operator = OperatorProcess(
-        operator_kubeconfig, tmp_path, namespace=installed.namespace
-    ).start()
+    operator = OperatorProcess(operator_kubeconfig, tmp_path, namespace=installed.namespace).start()
     mesh = MeshApi(kube_api)
     try:
         agent = agents("a")
@@ -267,16 +288,18 @@ def test_operator_with_the_charts_service_account_does_its_whole_job(
         reported = agent.apply_status(dataplane_status())
         assert condition(reported, "Allocated") == allocated_condition
         wait_for_objects(
-            mesh, names.MESH_NETWORK_PLURAL,
+            mesh,
+            names.MESH_NETWORK_PLURAL,
             lambda objects: _ready(objects.get(installed.network)),
             field_selector=f"metadata.name={installed.network}",
         )
         # Release on deletion: the operator removes its finalizer after the ledger write.
         mesh.delete_agent(agent.node)
         wait_for_agents(mesh, installed.network, lambda objects: not objects, timeout=60)
-        assert mesh.ledger_owners(installed.namespace, installed.network)[address][
-            "state"
-        ] == "released"
+        assert (
+            mesh.ledger_owners(installed.namespace, installed.network)[address]["state"]
+            == "released"
+        )
     finally:
         operator.stop()
     log = operator.log()
@@ -346,14 +369,17 @@ def test_agent_cannot_write_the_operators_status_fields(
 
     address = denied(lambda: agent.patch_status(agent.node, {"addresses": ["100.64.0.1"]}))
     policy_denial(address, installed, "status.addresses")
-    when = denied(
-        lambda: agent.patch_status(agent.node, {"allocatedAt": "2025-01-01T00:00:00Z"})
-    )
+    when = denied(lambda: agent.patch_status(agent.node, {"allocatedAt": "2025-01-01T00:00:00Z"}))
     policy_denial(when, installed, "status.addresses, status.allocatedAt")
     allocated = {
         "conditions": [
-            {"type": "Allocated", "status": "True", "reason": "Allocated", "message": "mine",
-             "lastTransitionTime": "2025-01-01T00:00:00Z"},
+            {
+                "type": "Allocated",
+                "status": "True",
+                "reason": "Allocated",
+                "message": "mine",
+                "lastTransitionTime": "2025-01-01T00:00:00Z",
+            },
         ]
     }
     condition_error = denied(lambda: agent.patch_status(agent.node, allocated))
@@ -364,9 +390,7 @@ def test_agent_cannot_write_the_operators_status_fields(
     policy_denial(finalizer, installed, "may not remove it")
 
 
-def test_agent_cannot_touch_the_ledger(
-    installed: Release, agents: Callable[[str], Agent]
-) -> None:
+def test_agent_cannot_touch_the_ledger(installed: Release, agents: Callable[[str], Agent]) -> None:
     agent = agents("a")
     core = kubernetes.client.CoreV1Api(agent.api)
     listing = denied(lambda: core.list_namespaced_config_map(installed.namespace))
@@ -382,7 +406,10 @@ def test_agent_cannot_touch_the_ledger(
     rbac_denial(creation, "create", "configmaps")
     network = denied(
         lambda: agent.custom.patch_cluster_custom_object_status(
-            names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, installed.network,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_NETWORK_PLURAL,
+            installed.network,
             {"status": {"allocated": 0}},
         )
     )
@@ -400,4 +427,4 @@ def test_agent_token_without_a_node_cannot_write_any_meshagent(
         error = denied(lambda: agent.create(agent.body()))
         policy_denial(error, installed, "this token carries no node name")
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close()

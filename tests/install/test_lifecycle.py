@@ -21,9 +21,17 @@ def test_install_creates_every_object_of_the_chart(release: Release, kubectl: Ku
     assert live_objects(kubectl, release.name) == recorded
     kinds = {kind for kind, _, _ in recorded}
     assert kinds >= {
-        "Deployment", "DaemonSet", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-        "Role", "RoleBinding", "Service", "ValidatingAdmissionPolicy",
-        "ValidatingAdmissionPolicyBinding", "MeshNetwork",
+        "Deployment",
+        "DaemonSet",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+        "MeshNetwork",
     }
     assert f"kubectl wait --for=condition=Ready mn/{release.network}" in notes
     network = json.loads(kubectl("get", "mn", release.network, "-o", "json").stdout)
@@ -52,9 +60,9 @@ def test_upgrade_with_changed_values_adds_changes_and_removes_objects(
     removed = before - after
     assert {kind for kind, _, _ in added} == {"PodDisruptionBudget"}
     assert {kind for kind, _, _ in removed} == {"Service"}
-    assert _env(kubectl, release, f"deploy/{release.fullname}-operator")[
-        "REEF_LOG_LEVEL"
-    ] == "DEBUG"
+    assert (
+        _env(kubectl, release, f"deploy/{release.fullname}-operator")["REEF_LOG_LEVEL"] == "DEBUG"
+    )
     assert _env(kubectl, release, f"ds/{release.fullname}-agent")["REEF_INTERFACE"] == "mesh0"
     history = release.helm("history", release.name, "-n", release.namespace).stdout
     assert "deployed" in history.splitlines()[-1]

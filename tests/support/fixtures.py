@@ -1,4 +1,4 @@
-"""Shared reef fixtures (a pytest plugin, loaded by tests/conftest.py): CRDs, operators, networks."""
+"""Shared reef fixtures, a pytest plugin loaded by tests/conftest.py: CRDs, operators, networks."""
 
 from __future__ import annotations
 

@@ -33,7 +33,8 @@ class MeshApi:
     """MeshNetworks and MeshAgents through the admin client."""
 
     def __init__(self, api_client: ApiClient) -> None:
-        self.custom = kubernetes.client.CustomObjectsApi(api_client)
+        # Typed as Any: the client declares custom-object results as plain `object`.
+        self.custom: Any = kubernetes.client.CustomObjectsApi(api_client)
         self.core = kubernetes.client.CoreV1Api(api_client)
 
     # networks
@@ -68,7 +69,9 @@ class MeshApi:
 
     def create_agent(self, name: str, network: str, **spec: Any) -> Body:
         created: Body = self.custom.create_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
             self.agent_body(name, network, **spec),
         )
         return created
@@ -81,7 +84,9 @@ class MeshApi:
 
     def agents(self, network: str) -> list[Body]:
         listed = self.custom.list_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
             field_selector=f"spec.network={network}",
         )
         return list(listed["items"])
@@ -120,7 +125,10 @@ class MeshApi:
         for agent in self.agents(network):
             name = agent["metadata"]["name"]
             self.custom.patch_cluster_custom_object(
-                names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                name,
                 {"metadata": {"finalizers": None}},
             )
             try:
@@ -175,7 +183,9 @@ def wait_for_objects(
         stream = watch.Watch()
         for event in stream.stream(
             api.custom.list_cluster_custom_object,
-            names.GROUP, names.VERSION, plural,
+            names.GROUP,
+            names.VERSION,
+            plural,
             resource_version=version,
             timeout_seconds=max(1, int(remaining)),
             allow_watch_bookmarks=True,
@@ -205,12 +215,19 @@ def wait_for_objects(
 
 
 def wait_for_agents(
-    api: MeshApi, network: str, done: Callable[[dict[str, Body]], bool], timeout: float = 60.0,
+    api: MeshApi,
+    network: str,
+    done: Callable[[dict[str, Body]], bool],
+    timeout: float = 60.0,
     on_event: Callable[[str, Body], None] | None = None,
 ) -> dict[str, Body]:
     return wait_for_objects(
-        api, names.MESH_AGENT_PLURAL, done, timeout=timeout,
-        field_selector=f"spec.network={network}", on_event=on_event,
+        api,
+        names.MESH_AGENT_PLURAL,
+        done,
+        timeout=timeout,
+        field_selector=f"spec.network={network}",
+        on_event=on_event,
     )
 
 

@@ -189,9 +189,7 @@ class ApiProxy:
         return process
 
     def start(self) -> ApiProxy:
-        self._host = self._spawn(
-            _relay_argv("host", self.socket_path, self.port), "host API relay"
-        )
+        self._host = self._spawn(_relay_argv("host", self.socket_path, self.port), "host API relay")
         return self
 
     def attach(self, node: _NodeLike) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import kubernetes.client
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
+
 from tests.testbed.kubeconfig import write_token_kubeconfig
 
 NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"

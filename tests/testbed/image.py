@@ -69,9 +69,11 @@ class BuildTimings:
 
 def missing_programs() -> list[str]:
     """The programs an image build needs that are not installed (empty: all there)."""
-    return [name for name in REQUIRED_PROGRAMS if shutil.which(name) is None and not (
-        name == "runc" and Path(RUNC).exists()
-    )]
+    return [
+        name
+        for name in REQUIRED_PROGRAMS
+        if shutil.which(name) is None and not (name == "runc" and Path(RUNC).exists())
+    ]
 
 
 def debian_mirror(sources: Sequence[Path] = APT_SOURCES) -> str:
@@ -101,7 +103,12 @@ def debian_mirror(sources: Sequence[Path] = APT_SOURCES) -> str:
 
 def _run(argv: Sequence[str], *, what: str, timeout: float, **kwargs: object) -> str:
     result = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, check=False, **kwargs  # type: ignore[call-overload]
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        **kwargs,  # type: ignore[call-overload]
     )
     if result.returncode != 0:
         raise ImageBuildError(
@@ -200,9 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     timings = build_image()
     print(IMAGE)
-    print(
-        f"base {timings.base_seconds:.1f}s, image {timings.image_seconds:.1f}s", file=sys.stderr
-    )
+    print(f"base {timings.base_seconds:.1f}s, image {timings.image_seconds:.1f}s", file=sys.stderr)
     return 0
 
 

@@ -28,10 +28,7 @@ def key_path(key_dir: Path, network: str) -> Path:
 
 def load_key(path: Path) -> Key:
     """Read an existing key file, refusing loose permissions and malformed content."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise
+    info = path.stat()
     if not stat.S_ISREG(info.st_mode):
         raise KeyFileError(
             f"{path} is not a regular file; remove it or point REEF_KEY_DIR elsewhere"

@@ -1,0 +1,488 @@
+"""The agent loop: register, wait for the permanent address, configure, follow the mesh.
+
+Everything is driven by the two informers (this network's MeshAgents and the
+MeshNetwork itself): each change wakes the loop, which recomputes the desired peer
+set (a pure function) and writes only the difference to the device. Timers exist
+only as backstops: a periodic resync (re-resolve endpoint names, re-apply against a
+device someone may have changed by hand), a health check (handshake ages move
+without any API event) and the flush of a rate-limited status write.
+
+Lifecycle: SIGTERM leaves the interface up (traffic keeps flowing through an agent
+upgrade; the next agent adopts it without recreating it). When the node's own
+MeshAgent is being deleted, the interface is removed at once and the agent waits,
+by watch, for a MeshAgent of its name to exist again; it never blocks the deletion
+(the finalizer belongs to the operator). Restarting the agent registers it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from reef.agent import peers as peer_planning
+from reef.agent import registration
+from reef.agent.device import WIREGUARD_OVERHEAD, Device
+from reef.agent.health import ALLOCATED, Observation, peer_health
+from reef.agent.informer import Informer
+from reef.agent.keys import KeyFileError, load_or_create_key
+from reef.agent.peers import PeerSetPlan, SkippedPeer
+from reef.agent.status import StatusReporter
+from reef.api import names
+from reef.api.models import MeshAgent, MeshNetwork, parse_mesh_agent, parse_mesh_network
+from reef.dataplane import DataplaneError, DeviceSpec, Key, PeerSpec
+from reef.dataplane.spec import IPAddress
+from reef.kube.client import Kube
+from reef.kube.events import EventRecorder
+from reef.observability import metrics
+from reef.observability.events import EventType, Reason
+from reef.settings import AgentSettings
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+DNS_TIMEOUT_SECONDS = 5.0
+#: Back-off before retrying a failed device configuration (an error, not an event wait).
+RETRY_SECONDS = 2.0
+
+
+class AgentExitError(Exception):
+    """Stop the agent with this exit code; the message was already reported."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _endpoint_for(settings: AgentSettings, listen_port: int) -> str:
+    if settings.endpoint:
+        return settings.endpoint
+    if not settings.node_ip:
+        return ""  # behind NAT: peers learn our endpoint from our own packets
+    host = settings.node_ip
+    return (
+        f"[{host}]:{listen_port}"
+        if ipaddress.ip_address(host).version == 6
+        else f"{host}:{listen_port}"
+    )
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, kube: Kube) -> None:
+        self.settings = settings
+        self.kube = kube
+        self.events = EventRecorder(kube, "agent")
+        self.device = Device(settings.interface)
+        self.status = StatusReporter(kube, settings.node_name, settings.status_min_interval_seconds)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._key: Key | None = None
+        self._configured = False
+        self._device_key: tuple[Any, ...] | None = None
+        self._applied_peers: tuple[PeerSpec, ...] | None = None
+        self._plan = PeerSetPlan()
+        self._configure_error: str | None = None
+        self._reported_skips: dict[str, str] = {}
+        self._resolved: dict[str, IPAddress | None] = {}
+        self._next_resync = 0.0
+        self._next_health = 0.0
+        self._retry_at: float | None = None
+        self._mtu_default: int | None = None
+        self._started = time.monotonic()
+        self._agents: Informer | None = None
+        self._networks: Informer | None = None
+
+    # --- control ----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _changed(self) -> None:
+        self._wake.set()
+
+    async def _wait(self, deadline: float | None) -> None:
+        """Until an informer reports a change, a stop is asked, or ``deadline`` (monotonic)."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._wake.clear()
+
+    # --- objects ----------------------------------------------------------------------
+
+    def _own_body(self) -> Body | None:
+        assert self._agents is not None
+        return self._agents.objects.get(self.settings.node_name)
+
+    def _network(self) -> MeshNetwork | None:
+        assert self._networks is not None
+        body = self._networks.objects.get(self.settings.network)
+        return parse_mesh_network(body) if body is not None else None
+
+    def _own_ref(self) -> Body:
+        return self._own_body() or {
+            "kind": names.MESH_AGENT_KIND,
+            "metadata": {"name": self.settings.node_name},
+        }
+
+    # --- run --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            await self._start()
+            await self._loop()
+        except AgentExitError as stop:
+            return stop.code
+        finally:
+            for informer in (self._agents, self._networks):
+                if informer is not None:
+                    informer.stop()
+            await self.device.close()
+        log.info("agent stopped; interface %s left as it is", self.settings.interface)
+        return 0
+
+    async def _start(self) -> None:
+        settings = self.settings
+        try:
+            self._key, created = load_or_create_key(settings.key_dir, settings.network)
+        except (KeyFileError, OSError) as error:
+            await self.events.record(
+                self._own_ref(), EventType.WARNING, Reason.KEY_ERROR, str(error)
+            )
+            log.error("cannot use the private key: %s", error)
+            raise AgentExitError(2, str(error)) from error
+        log.info(
+            "private key %s (public key %s)",
+            "created" if created else "loaded",
+            self._key.public_key().base64(),
+        )
+        try:
+            choice = await self.device.open(
+                None if settings.backend == "auto" else settings.backend
+            )
+        except DataplaneError as error:
+            log.error("no WireGuard backend: %s", error)
+            raise AgentExitError(3, str(error)) from error
+        metrics.AGENT_BACKEND.labels(choice.kind).set(1)
+        log.info("backend %s: %s", choice.kind, choice.reason)
+
+        loop = asyncio.get_running_loop()
+        self._networks = Informer(
+            self.kube,
+            names.MESH_NETWORK_PLURAL,
+            f"metadata.name={settings.network}",
+            loop,
+            self._changed,
+        )
+        self._agents = Informer(
+            self.kube,
+            names.MESH_AGENT_PLURAL,
+            f"spec.network={settings.network}",
+            loop,
+            self._changed,
+        )
+        self._networks.start()
+        self._agents.start()
+        network = await self._await_network()
+        await self._register(network)
+
+    async def _await_network(self) -> MeshNetwork:
+        logged = False
+        while not self._stopping:
+            assert self._networks is not None
+            assert self._agents is not None
+            if self._networks.synced.is_set() and self._agents.synced.is_set():
+                network = self._network()
+                if network is not None:
+                    return network
+                if not logged:
+                    log.warning(
+                        "MeshNetwork %s does not exist yet; waiting for it", self.settings.network
+                    )
+                    logged = True
+            await self._wait(None)
+        raise AgentExitError(0, "stopped")
+
+    def _registration(self, network: MeshNetwork) -> registration.Registration:
+        assert self._key is not None
+        return registration.Registration(
+            name=self.settings.node_name,
+            network=self.settings.network,
+            node_name=self.settings.node_name,
+            public_key=self._key.public_key().base64(),
+            endpoint=_endpoint_for(self.settings, network.spec.listen_port),
+            role=self.settings.role,
+        )
+
+    async def _register(self, network: MeshNetwork) -> None:
+        """Create our MeshAgent, or adopt the one there (after a deletion in progress ends)."""
+        wanted = self._registration(network)
+        waiting_logged = False
+        while not self._stopping:
+            existing = self._own_body()
+            if existing is None:
+                created = await registration.create(self.kube, wanted)
+                if created is not None:
+                    log.info(
+                        "registered; waiting for the operator to allocate an address",
+                        extra={"phase": "registered", "elapsed": self._elapsed()},
+                    )
+                    return
+            elif (existing["metadata"].get("deletionTimestamp")) is None:
+                try:
+                    await registration.reconcile_own(self.kube, wanted, existing)
+                except registration.RegistrationError as error:
+                    await self.events.record(
+                        existing, EventType.WARNING, Reason.KEY_ERROR, str(error)
+                    )
+                    raise AgentExitError(4, str(error)) from error
+                log.info(
+                    "adopted the existing MeshAgent",
+                    extra={"phase": "registered", "elapsed": self._elapsed()},
+                )
+                return
+            elif not waiting_logged:
+                log.info("our MeshAgent is being deleted; registering again once it is gone")
+                waiting_logged = True
+            # A create that met an object not yet in our cache, or a deletion in
+            # progress: the informer wakes us when the object changes.
+            await self._wait(None if existing is not None else time.monotonic() + RETRY_SECONDS)
+        raise AgentExitError(0, "stopped")
+
+    def _elapsed(self) -> float:
+        return round(time.monotonic() - self._started, 4)
+
+    async def _loop(self) -> None:
+        now = time.monotonic()
+        self._next_resync = now + self.settings.resync_seconds
+        self._next_health = now + self.settings.health_check_seconds
+        while not self._stopping:
+            now = time.monotonic()
+            force = now >= self._next_resync
+            if force:
+                self._next_resync = now + self.settings.resync_seconds
+                self._resolved.clear()
+            if now >= self._next_health:
+                self._next_health = now + self.settings.health_check_seconds
+            try:
+                await self._sync(force=force)
+            except AgentExitError:
+                raise
+            except Exception:
+                log.exception("sync failed; retrying in %.0fs", RETRY_SECONDS)
+                self._retry_at = time.monotonic() + RETRY_SECONDS
+            deadlines = [self._next_resync, self._next_health]
+            if self._retry_at is not None:
+                deadlines.append(self._retry_at)
+            if (due := self.status.due_at) is not None:
+                deadlines.append(due)
+            await self._wait(min(deadlines))
+
+    # --- one sync ---------------------------------------------------------------------
+
+    async def _sync(self, *, force: bool) -> None:
+        body = self._own_body()
+        network = self._network()
+        if body is None or body["metadata"].get("deletionTimestamp") is not None:
+            await self._teardown("deleted" if body is None else "being deleted")
+            return
+        if network is None:
+            return
+        wanted = self._registration(network)
+        if wanted.spec_patch(body):
+            patched = await registration.reconcile_own(self.kube, wanted, body)
+            if patched is None:
+                return
+            body = patched
+        me = parse_mesh_agent(body)
+        if not me.status.addresses:
+            return
+        if self._retry_at is not None and time.monotonic() < self._retry_at and not force:
+            return
+        self._retry_at = None
+        members = [parse_mesh_agent(b) for b in self._members()]
+        await self._resolve(peer_planning.endpoint_hostnames(members))
+        assert self._key is not None
+        plan = peer_planning.plan_peers(
+            me, self._key.public_key(), members, network.spec, self._resolved
+        )
+        self._plan = plan
+        started = time.monotonic()
+        try:
+            await self._apply(me, network, plan, force=force)
+            self._configure_error = None
+        except (DataplaneError, OSError, ValueError) as error:
+            self._configure_error = f"{type(error).__name__}: {error}"
+            log.error("configuring %s failed: %s", self.settings.interface, error)
+            self._retry_at = time.monotonic() + RETRY_SECONDS
+        metrics.AGENT_SYNC_DURATION.observe(time.monotonic() - started)
+        await self._report_skips(body, plan.skipped)
+        await self._report(body, me)
+
+    def _members(self) -> list[Body]:
+        assert self._agents is not None
+        return list(self._agents.objects.values())
+
+    async def _resolve(self, hostnames: set[str]) -> None:
+        """Resolve endpoint names not resolved since the last resync (I/O, so not in planning)."""
+        loop = asyncio.get_running_loop()
+        for host in sorted(hostnames - self._resolved.keys()):
+            try:
+                infos = await asyncio.wait_for(
+                    loop.getaddrinfo(host, None, type=socket.SOCK_DGRAM), DNS_TIMEOUT_SECONDS
+                )
+                self._resolved[host] = ipaddress.ip_address(infos[0][4][0])
+            except (OSError, TimeoutError, ValueError, IndexError) as error:
+                log.warning("endpoint host %s does not resolve: %s", host, error)
+                self._resolved[host] = None
+
+    async def _apply(
+        self, me: MeshAgent, network: MeshNetwork, plan: PeerSetPlan, *, force: bool
+    ) -> None:
+        assert self._key is not None
+        spec = network.spec
+        if spec.mtu is not None:
+            mtu = spec.mtu
+        else:
+            if self._mtu_default is None:
+                self._mtu_default = (
+                    await self.device.underlay_mtu(self.settings.node_ip) - WIREGUARD_OVERHEAD
+                )
+            mtu = self._mtu_default
+        addresses = tuple(
+            ipaddress.ip_interface(f"{a}/{ipaddress.ip_address(a).max_prefixlen}")
+            for a in me.status.addresses
+        )
+        device_key = (spec.listen_port, addresses, mtu, plan.forwarding)
+        if not self._configured or device_key != self._device_key or force:
+            versions = sorted({a.version for a in addresses}) if plan.forwarding else []
+            await self.device.ensure(
+                DeviceSpec(
+                    private_key=self._key,
+                    listen_port=spec.listen_port,
+                    addresses=addresses,
+                    mtu=mtu,
+                    peers=plan.peers,
+                ),
+                versions,
+            )
+            first = not self._configured
+            self._configured = True
+            self._device_key = device_key
+            self._applied_peers = plan.peers
+            if first:
+                index = await self.device.index()
+                log.info(
+                    "interface %s up with %s (ifindex %s, %d peers)",
+                    self.settings.interface,
+                    ", ".join(map(str, addresses)),
+                    index,
+                    len(plan.peers),
+                    extra={"phase": "configured", "elapsed": self._elapsed(), "ifindex": index},
+                )
+                await self.events.record(
+                    me_body_ref(me),
+                    EventType.NORMAL,
+                    Reason.INTERFACE_CONFIGURED,
+                    f"{self.settings.interface} up with {', '.join(map(str, addresses))},"
+                    f" {len(plan.peers)} peer(s)",
+                )
+        elif plan.peers != self._applied_peers:
+            change = await self.device.apply_peers(plan.peers)
+            self._applied_peers = plan.peers
+            log.info(
+                "peers: +%d ~%d -%d (now %d)",
+                len(change.add),
+                len(change.update),
+                len(change.remove),
+                len(plan.peers),
+                extra={"phase": "peers", "peers": len(plan.peers)},
+            )
+
+    async def _teardown(self, why: str) -> None:
+        index = await self.device.index()
+        if not self._configured and index is None:
+            return
+        await self.device.remove()
+        self._configured = False
+        self._device_key = None
+        self._applied_peers = None
+        self._reported_skips.clear()
+        log.info(
+            "our MeshAgent is %s: removed %s; waiting for a MeshAgent %s to exist again",
+            why,
+            self.settings.interface,
+            self.settings.node_name,
+        )
+
+    async def _report_skips(self, body: Body, skipped: tuple[SkippedPeer, ...]) -> None:
+        current = {s.name: s.reason for s in skipped}
+        for name, reason in current.items():
+            if self._reported_skips.get(name) != reason:
+                await self.events.record(
+                    body,
+                    EventType.WARNING,
+                    Reason.PEER_SKIPPED,
+                    f"peer {name} left out of {self.settings.interface}: {reason};"
+                    " the rest of the mesh stays configured",
+                )
+        self._reported_skips = current
+
+    async def _report(self, body: Body, me: MeshAgent) -> None:
+        plan = self._plan
+        total = healthy = 0
+        unhealthy: tuple[str, ...] = ()
+        if self._configured:
+            state = await self.device.read_state()
+            now = datetime.now(UTC)
+            healthy, unhealthy = peer_health(state, plan.names, now)
+            total = len(plan.names)
+            for key, name in plan.names.items():
+                peer = state.peers.get(key)
+                if peer is not None and peer.last_handshake is not None:
+                    metrics.AGENT_HANDSHAKE_AGE.labels(name).set(
+                        (now - peer.last_handshake).total_seconds()
+                    )
+        metrics.AGENT_PEERS.set(total)
+        metrics.AGENT_PEERS_HEALTHY.set(healthy)
+        allocated_condition = me.condition(ALLOCATED)
+        choice = self.device.choice
+        assert choice is not None
+        observation = Observation(
+            backend=choice.kind,
+            backend_reason=choice.reason,
+            interface=self.settings.interface,
+            configured_addresses=tuple(
+                f"{a}/{ipaddress.ip_address(a).max_prefixlen}" for a in me.status.addresses
+            )
+            if self._configured
+            else (),
+            listen_port=self._device_key[0] if self._device_key else 0,
+            allocated=bool(me.status.addresses)
+            and (allocated_condition is None or allocated_condition.status == "True"),
+            configured=self._configured,
+            configure_error=self._configure_error,
+            total=total,
+            healthy=healthy,
+            unhealthy=unhealthy,
+            skipped=plan.skipped,
+            self_problem=plan.self_problem,
+        )
+        await self.status.report(body, observation)
+
+
+def me_body_ref(me: MeshAgent) -> Body:
+    """Enough of our object for an Event's involvedObject."""
+    return {
+        "kind": names.MESH_AGENT_KIND,
+        "metadata": {
+            "name": me.name,
+            "uid": me.uid,
+            "resourceVersion": me.metadata.resource_version,
+        },
+    }

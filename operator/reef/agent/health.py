@@ -1,0 +1,199 @@
+"""What the agent reports: peer health, its conditions and ``status.dataplane`` (pure).
+
+Conditions the agent owns (the operator owns ``Allocated``):
+
+- ``Configured``: the interface carries the permanent address(es), key, port and MTU,
+  and the peer set was applied. Skipped (garbage) members keep it True — the rest of
+  the mesh is configured — but the reason becomes ``PeersSkipped`` and the message
+  names them.
+- ``PeersHealthy``: every configured peer completed a handshake within the last
+  180 s (WireGuard re-keys every 120 s, so a live session always has one). With zero
+  peers there is nothing to be unhealthy: True, reason ``NoPeers``.
+- ``Ready`` = Allocated ∧ Configured ∧ PeersHealthy. A lone first node is therefore
+  Ready (its interface is up with its permanent address, waiting for others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from reef.agent.peers import SkippedPeer
+from reef.api.conditions import CONDITION_FALSE, CONDITION_TRUE, utc_timestamp
+from reef.dataplane import DeviceState, Key
+
+HANDSHAKE_HEALTHY = timedelta(seconds=180)
+
+CONFIGURED = "Configured"
+PEERS_HEALTHY = "PeersHealthy"
+READY = "Ready"
+ALLOCATED = "Allocated"
+AGENT_CONDITIONS = (CONFIGURED, PEERS_HEALTHY, READY)
+
+_LISTED = 5  # names listed in a message before "and N more"
+
+
+@dataclass(frozen=True, slots=True)
+class ConditionValue:
+    type: str
+    status: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """Everything the status is derived from, gathered by the agent after a sync."""
+
+    backend: str
+    backend_reason: str
+    interface: str
+    configured_addresses: tuple[str, ...]
+    listen_port: int
+    allocated: bool
+    configured: bool
+    configure_error: str | None
+    total: int
+    healthy: int
+    unhealthy: tuple[str, ...]
+    skipped: tuple[SkippedPeer, ...]
+    self_problem: str | None = None
+
+
+def _listing(items: list[str]) -> str:
+    shown = ", ".join(items[:_LISTED])
+    rest = len(items) - _LISTED
+    return f"{shown} and {rest} more" if rest > 0 else shown
+
+
+def peer_health(
+    state: DeviceState, names: Mapping[Key, str], now: datetime
+) -> tuple[int, tuple[str, ...]]:
+    """Healthy count and the names of unhealthy peers among those in ``names``."""
+    unhealthy = []
+    healthy = 0
+    for key, name in names.items():
+        peer = state.peers.get(key)
+        handshake = peer.last_handshake if peer is not None else None
+        if handshake is not None and now - handshake <= HANDSHAKE_HEALTHY:
+            healthy += 1
+        else:
+            unhealthy.append(name)
+    return healthy, tuple(sorted(unhealthy))
+
+
+def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
+    o = observation
+    if o.configure_error is not None:
+        configured = ConditionValue(
+            CONFIGURED, CONDITION_FALSE, "ConfigurationFailed", o.configure_error
+        )
+    elif not o.configured:
+        configured = ConditionValue(
+            CONFIGURED,
+            CONDITION_FALSE,
+            "WaitingForAddress",
+            "waiting for the operator to allocate a permanent address",
+        )
+    else:
+        base = (
+            f"{o.interface} ({o.backend}) has {', '.join(o.configured_addresses)},"
+            f" port {o.listen_port}, {o.total} peer(s)"
+        )
+        notes = []
+        if o.skipped:
+            notes.append("skipped: " + _listing([f"{s.name} ({s.reason})" for s in o.skipped]))
+        if o.self_problem:
+            notes.append(f"other nodes skip this member: {o.self_problem}")
+        configured = ConditionValue(
+            CONFIGURED,
+            CONDITION_TRUE,
+            "PeersSkipped" if notes else "InterfaceConfigured",
+            "; ".join([base, *notes]),
+        )
+    if o.total == 0:
+        peers = ConditionValue(
+            PEERS_HEALTHY, CONDITION_TRUE, "NoPeers", "no peers to handshake with"
+        )
+    elif o.healthy == o.total:
+        peers = ConditionValue(
+            PEERS_HEALTHY,
+            CONDITION_TRUE,
+            "HandshakesRecent",
+            f"all {o.total} peer(s) completed a handshake within 180 s",
+        )
+    else:
+        peers = ConditionValue(
+            PEERS_HEALTHY,
+            CONDITION_FALSE,
+            "HandshakesMissing",
+            f"{o.total - o.healthy} of {o.total} peer(s) without a handshake in 180 s: "
+            + _listing(list(o.unhealthy)),
+        )
+    if not o.allocated:
+        ready = ConditionValue(READY, CONDITION_FALSE, "NotAllocated", "no permanent address yet")
+    elif configured.status != CONDITION_TRUE:
+        ready = ConditionValue(READY, CONDITION_FALSE, "NotConfigured", configured.message)
+    elif peers.status != CONDITION_TRUE:
+        ready = ConditionValue(READY, CONDITION_FALSE, "PeersUnhealthy", peers.message)
+    else:
+        ready = ConditionValue(
+            READY, CONDITION_TRUE, "Ready", "allocated, configured, every peer handshaking"
+        )
+    return configured, peers, ready
+
+
+def dataplane(observation: Observation, last_sync: datetime) -> dict[str, Any]:
+    o = observation
+    return {
+        "backend": o.backend,
+        "backendReason": o.backend_reason,
+        "interface": o.interface,
+        "configuredAddresses": list(o.configured_addresses),
+        "listenPort": o.listen_port,
+        "peers": {"total": o.total, "healthy": o.healthy, "summary": f"{o.healthy}/{o.total}"},
+        "lastSync": utc_timestamp(last_sync),
+    }
+
+
+def _comparable_dataplane(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The dataplane block without lastSync, which changes on every write by design."""
+    return {k: v for k, v in (value or {}).items() if k != "lastSync"}
+
+
+@dataclass(frozen=True, slots=True)
+class WriteDecision:
+    needed: bool
+    urgent: bool
+
+
+def decide_write(
+    current_status: Mapping[str, Any],
+    wanted: tuple[ConditionValue, ...],
+    wanted_dataplane: dict[str, Any],
+    generation: int,
+) -> WriteDecision:
+    """Compare the object's status with what we would write.
+
+    Urgent (written at once): a condition is missing or its ``status`` flips, or the
+    dataplane block is missing (first report). Anything else that differs — counts,
+    messages, reasons — is coalesced by the caller's rate limit.
+    """
+    existing = {c.get("type"): c for c in current_status.get("conditions") or []}
+    urgent = current_status.get("dataplane") is None
+    needed = _comparable_dataplane(current_status.get("dataplane")) != _comparable_dataplane(
+        wanted_dataplane
+    )
+    for value in wanted:
+        old = existing.get(value.type)
+        if old is None or old.get("status") != value.status:
+            urgent = needed = True
+        elif (old.get("reason"), old.get("message"), old.get("observedGeneration")) != (
+            value.reason,
+            value.message,
+            generation,
+        ):
+            needed = True
+    return WriteDecision(needed=needed or urgent, urgent=urgent)

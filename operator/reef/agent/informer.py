@@ -1,0 +1,136 @@
+"""A list-then-watch cache of custom objects, feeding the agent's asyncio loop.
+
+The official client's watch is blocking, so each informer runs in its own daemon
+thread and hands every change to the loop with ``call_soon_threadsafe``. After a
+"410 Gone" (the resourceVersion expired) or a broken stream it lists again, so the
+cache converges; a backoff after errors keeps a dead API server from being hammered.
+The agent reacts to :attr:`Informer.changed`, never to a timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import watch
+
+from reef.api import names
+from reef.kube.client import Kube
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+#: Server-side watch timeout: the stream is renewed (cheaply, from the last version).
+WATCH_TIMEOUT_SECONDS = 300
+_BACKOFF_INITIAL = 0.5
+_BACKOFF_MAX = 15.0
+
+
+class Informer:
+    """All objects of one plural matching a field selector, kept current by watch."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        plural: str,
+        field_selector: str,
+        loop: asyncio.AbstractEventLoop,
+        on_change: Callable[[], None],
+    ) -> None:
+        self.objects: dict[str, Body] = {}
+        self.synced = asyncio.Event()
+        self._kube = kube
+        self._plural = plural
+        self._selector = field_selector
+        self._loop = loop
+        self._on_change = on_change
+        self._stopping = threading.Event()
+        self._watch: watch.Watch | None = None
+        self._thread = threading.Thread(target=self._run, name=f"informer-{plural}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._watch is not None:
+            self._watch.stop()  # type: ignore[no-untyped-call]
+
+    # --- loop side -------------------------------------------------------------
+
+    def _replace(self, objects: dict[str, Body]) -> None:
+        self.objects = objects
+        self.synced.set()
+        self._on_change()
+
+    def _apply(self, kind: str, body: Body) -> None:
+        name = body["metadata"]["name"]
+        if kind == "DELETED":
+            self.objects.pop(name, None)
+        else:
+            self.objects[name] = body
+        self._on_change()
+
+    # --- thread side ------------------------------------------------------------
+
+    def _list(self) -> tuple[dict[str, Body], str]:
+        listed: Body = self._kube.custom.list_cluster_custom_object(  # type: ignore[assignment]
+            names.GROUP, names.VERSION, self._plural, field_selector=self._selector
+        )
+        objects = {item["metadata"]["name"]: item for item in listed.get("items", [])}
+        return objects, listed["metadata"]["resourceVersion"]
+
+    def _run(self) -> None:
+        backoff = _BACKOFF_INITIAL
+        version: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if version is None:
+                    objects, version = self._list()
+                    self._loop.call_soon_threadsafe(self._replace, objects)
+                version = self._stream(version)
+                backoff = _BACKOFF_INITIAL
+            except Exception as error:
+                if self._stopping.is_set():
+                    return
+                status = getattr(error, "status", None)
+                if status == 410:
+                    log.info("watch of %s expired; listing again", self._plural)
+                    version = None
+                    continue
+                log.warning(
+                    "watch of %s failed (%s); retrying in %.1fs", self._plural, error, backoff
+                )
+                version = None
+                # Back-off after an API error (not a wait for an event): bounded, doubling.
+                self._stopping.wait(backoff)
+                backoff = min(backoff * 2, _BACKOFF_MAX)
+
+    def _stream(self, version: str) -> str:
+        """Follow the watch from ``version``; return the last version seen.
+
+        The client renews the stream itself after the server-side timeout and turns an
+        ERROR event (e.g. 410 Gone) into an ApiException, handled by :meth:`_run`.
+        """
+        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in self._watch.stream(  # type: ignore[no-untyped-call]
+            self._kube.custom.list_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            self._plural,
+            field_selector=self._selector,
+            resource_version=version,
+            timeout_seconds=WATCH_TIMEOUT_SECONDS,
+            allow_watch_bookmarks=True,
+        ):
+            kind = event["type"]
+            body = event["object"]
+            version = body["metadata"]["resourceVersion"]
+            if kind != "BOOKMARK":
+                self._loop.call_soon_threadsafe(self._apply, kind, body)
+            if self._stopping.is_set():
+                break
+        return version

@@ -1,0 +1,125 @@
+"""The agent's own MeshAgent: created with the finalizer, patched where it differs.
+
+The agent owns its MeshAgent's ``spec.publicKey``, ``spec.endpoint`` and
+``spec.nodeName``. It creates the object with the release finalizer already in
+``metadata.finalizers`` (the operator would otherwise add it with a write of its own
+per node); the operator removes it after releasing the address, and the agent never
+holds a deletion up.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from reef.api import names
+from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """What this node says about itself in the API."""
+
+    name: str
+    network: str
+    node_name: str
+    public_key: str
+    endpoint: str
+    role: str | None = None
+
+    def _spec(self) -> dict[str, str]:
+        spec = {"publicKey": self.public_key, "endpoint": self.endpoint, "nodeName": self.node_name}
+        if self.role is not None:
+            spec["role"] = self.role
+        return spec
+
+    def body(self) -> Body:
+        return {
+            "apiVersion": names.API_VERSION,
+            "kind": names.MESH_AGENT_KIND,
+            "metadata": {"name": self.name, "finalizers": [names.RELEASE_FINALIZER]},
+            "spec": {"network": self.network, **self._spec()},
+        }
+
+    def spec_patch(self, existing: Body) -> Body:
+        """The merge patch that makes ``existing`` say what we say (empty: nothing)."""
+        spec = existing.get("spec") or {}
+        differs = {k: v for k, v in self._spec().items() if spec.get(k, "") != v}
+        patch: Body = {}
+        if differs:
+            patch["spec"] = differs
+        finalizers = list((existing.get("metadata") or {}).get("finalizers") or [])
+        if names.RELEASE_FINALIZER not in finalizers:
+            patch["metadata"] = {"finalizers": [*finalizers, names.RELEASE_FINALIZER]}
+        if patch:
+            # Precondition: never write over a change we have not seen.
+            patch.setdefault("metadata", {})["resourceVersion"] = existing["metadata"][
+                "resourceVersion"
+            ]
+        return patch
+
+
+class RegistrationError(RuntimeError):
+    """The object exists but cannot be ours (another network); the message says why."""
+
+
+async def create(kube: Kube, registration: Registration) -> Body | None:
+    """Create our MeshAgent; None when it already exists."""
+    try:
+        created: Body = await kube.call(
+            kube.custom.create_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            registration.body(),
+        )
+    except Exception as error:
+        if is_status(error, CONFLICT):
+            return None
+        raise
+    log.info("registered MeshAgent %s", registration.name)
+    return created
+
+
+async def reconcile_own(kube: Kube, registration: Registration, existing: Body) -> Body | None:
+    """Patch ``existing`` where it differs; returns the newest body (None if gone)."""
+    network = (existing.get("spec") or {}).get("network", names.DEFAULT_NETWORK)
+    if network != registration.network:
+        raise RegistrationError(
+            f"MeshAgent {registration.name} belongs to network {network!r}, but this agent"
+            f" joins {registration.network!r}; network is immutable: delete the MeshAgent"
+            " or set REEF_NETWORK to match"
+        )
+    current: Body | None = existing
+    for _ in range(8):
+        if current is None:
+            return None
+        patch = registration.spec_patch(current)
+        if not patch:
+            return current
+        try:
+            patched: Body = await kube.patch_agent(registration.name, patch)
+        except Exception as error:
+            if is_status(error, NOT_FOUND):
+                return None
+            if not is_status(error, CONFLICT):
+                raise
+            current = await _fresh(kube, registration.name)
+            continue
+        log.info("updated MeshAgent %s: %s", registration.name, sorted(patch.get("spec", {})))
+        return patched
+    raise RuntimeError(f"MeshAgent {registration.name} kept changing under us")
+
+
+async def _fresh(kube: Kube, name: str) -> Body | None:
+    try:
+        return await kube.get_agent(name)
+    except Exception as error:
+        if is_status(error, NOT_FOUND):
+            return None
+        raise

@@ -1,0 +1,110 @@
+"""Writing the agent's part of the MeshAgent status, rarely and never over others' work.
+
+Only ``status.dataplane`` and the conditions ``Configured``, ``PeersHealthy`` and
+``Ready`` are written; the operator's fields are never in the patch. The conditions
+list is one list in a merge patch, so it is a read-modify-write guarded by
+``metadata.resourceVersion``: on 409 the object is read again and the change
+recomputed on top of what is there now.
+
+Rate limit (thousands of nodes must not flood the API): a write is *urgent* when a
+condition's status flips or the first report is missing — it goes out at once. Other
+differences (peer counts, messages) go out at most once per
+``REEF_STATUS_MIN_INTERVAL_SECONDS``; the agent loop wakes at :attr:`StatusReporter.due_at`
+and reports again. A status equal to the one on the object is never written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from reef.agent.health import ConditionValue, Observation, conditions, dataplane, decide_write
+from reef.api import names
+from reef.api.conditions import set_condition
+from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+
+log = logging.getLogger(__name__)
+
+Body = dict[str, Any]
+MAX_ATTEMPTS = 8
+
+
+class StatusReporter:
+    def __init__(self, kube: Kube, name: str, min_interval: float) -> None:
+        self._kube = kube
+        self._name = name
+        self._min_interval = min_interval
+        self._last_write = float("-inf")
+        self._pending: Observation | None = None
+        self.writes = 0
+
+    @property
+    def due_at(self) -> float | None:
+        """Monotonic time at which a coalesced write may go out; None if none waits."""
+        if self._pending is None:
+            return None
+        return self._last_write + self._min_interval
+
+    async def report(self, body: Body, observation: Observation) -> Body | None:
+        """Write now if needed and allowed; otherwise remember that a write is due."""
+        wanted = conditions(observation)
+        block = dataplane(observation, datetime.now(UTC))
+        generation = int(body["metadata"].get("generation") or 0)
+        decision = decide_write(body.get("status") or {}, wanted, block, generation)
+        if not decision.needed:
+            self._pending = None
+            return None
+        if not decision.urgent and time.monotonic() < self._last_write + self._min_interval:
+            self._pending = observation
+            return None
+        return await self._write(body, wanted, block)
+
+    async def _write(
+        self, body: Body, wanted: tuple[ConditionValue, ...], block: dict[str, Any]
+    ) -> Body | None:
+        current: Body | None = body
+        for _ in range(MAX_ATTEMPTS):
+            if current is None:
+                return None
+            metadata = current["metadata"]
+            generation = int(metadata.get("generation") or 0)
+            existing = list((current.get("status") or {}).get("conditions") or [])
+            for value in wanted:
+                existing = set_condition(
+                    existing,
+                    type_=value.type,
+                    status=value.status,
+                    reason=value.reason,
+                    message=value.message,
+                    observed_generation=generation,
+                )
+            patch = {
+                "metadata": {"resourceVersion": metadata["resourceVersion"]},
+                "status": {"dataplane": block, "conditions": existing},
+            }
+            try:
+                written: Body = await self._kube.patch_status(
+                    names.MESH_AGENT_PLURAL, self._name, patch
+                )
+            except Exception as error:
+                if is_status(error, NOT_FOUND):
+                    return None
+                if not is_status(error, CONFLICT):
+                    raise
+                current = await self._fresh()
+                continue
+            self._last_write = time.monotonic()
+            self._pending = None
+            self.writes += 1
+            return written
+        raise RuntimeError(f"status of MeshAgent {self._name} kept changing under us")
+
+    async def _fresh(self) -> Body | None:
+        try:
+            return await self._kube.get_agent(self._name)
+        except Exception as error:
+            if is_status(error, NOT_FOUND):
+                return None
+            raise
