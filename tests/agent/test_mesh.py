@@ -180,21 +180,21 @@ def test_the_mesh_outlives_the_operator_and_a_new_node_waits_for_it(
 def test_in_hub_topology_spokes_reach_each_other_only_through_the_hub(
     bed: Callable[..., AgentBed], mesh: MeshApi, network: str
 ) -> None:
-    nodes = ["hub", "s1", "s2"]
+    nodes = ["h", "s1", "s2"]
     agents = bed(nodes, topology="Hub")
-    agents.start("hub", REEF_ROLE="Hub")
+    agents.start("h", REEF_ROLE="Hub")
     agents.start("s1")
     agents.start("s2")
     objects = wait_for_agents(
         mesh,
         network,
         lambda objs: (
-            ready_with_peers(agents, ["hub"], 2)(objs)
+            ready_with_peers(agents, ["h"], 2)(objs)
             and ready_with_peers(agents, ["s1", "s2"], 1)(objs)
         ),
         timeout=90,
     )
-    hub_key = agents.public_key("hub")
+    hub_key = agents.public_key("h")
     assert agents.wg_peers("s1") == {hub_key}
     assert agents.wg_peers("s2") == {hub_key}
     s2_address = mesh_address(objects[agents.node_name("s2")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from ipaddress import ip_address, ip_network
@@ -14,6 +15,7 @@ from tests.support.mesh import (
     wait_for_agents,
 )
 from tests.support.operator_process import OperatorProcess
+from tests.testbed.controlplane import free_port
 
 CIDR = "100.64.0.0/16"
 
@@ -61,3 +63,26 @@ def test_agent_of_a_missing_network_waits_pending_then_gets_an_address(
     wait_for_agents(mesh, network, pending)
     mesh.create_network(network, [CIDR])
     wait_for_agents(mesh, network, all_allocated(1))
+
+
+def test_operator_metrics_count_allocations_and_ledger_writes(
+    mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str
+) -> None:
+    port = free_port()
+    operators(env={"REEF_METRICS_PORT": str(port)}).start()
+    mesh.create_network(network, [CIDR])
+    for i in range(3):
+        mesh.create_agent(f"{network}-m{i}", network)
+    wait_for_agents(mesh, network, all_allocated(3))
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    label = f'network="{network}"'
+    assert samples[f'reef_operator_allocations_total{{{label},kind="new"}}'] == 3
+    assert samples[f'reef_operator_ledger_writes_total{{{label},outcome="written"}}'] >= 1
+    assert samples[f"reef_operator_allocation_latency_seconds_count{{{label}}}"] == 3

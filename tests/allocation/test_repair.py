@@ -128,3 +128,31 @@ def test_wiped_status_gets_the_same_address_back_from_the_ledger(
 
     restored = _allocated(mesh, network, 1)[name]
     assert restored == [original]
+
+
+def test_true_duplicate_keeps_the_older_owner_and_reallocates_the_newer_loudly(
+    mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str
+) -> None:
+    operators().start()
+    mesh.create_network(network, [CIDR])
+    older, newer = f"{network}-older", f"{network}-newer"
+    mesh.create_agent(older, network)
+    wait_for_agents(mesh, network, all_allocated(1))
+    mesh.create_agent(newer, network)
+    before = _allocated(mesh, network, 2)
+    # A hand edit (or a restored backup) makes the newer agent claim the older one's address.
+    mesh.patch_agent_status(newer, {"addresses": before[older]})
+
+    def resolved(objects: dict[str, dict[str, Any]]) -> bool:
+        held = addresses(objects.get(newer, {}))
+        return bool(held) and held != before[older]
+
+    agents = wait_for_agents(mesh, network, resolved)
+    assert addresses(agents[older]) == before[older]
+    assert addresses(agents[newer]) != before[older]
+    events = mesh.core.list_namespaced_event(
+        "default", field_selector=f"involvedObject.name={newer}"
+    )
+    conflicts = [event for event in events.items if event.reason == "AddressConflict"]
+    assert conflicts, "the duplicate was resolved silently"
+    assert older in (conflicts[0].message or "")

@@ -83,6 +83,7 @@ class Agent:
         self._stopping = False
         self._key: Key | None = None
         self._configured = False
+        self._address_seen = False
         self._device_key: tuple[Any, ...] | None = None
         self._applied_peers: tuple[PeerSpec, ...] | None = None
         self._plan = PeerSetPlan()
@@ -124,11 +125,13 @@ class Agent:
         body = self._networks.objects.get(self.settings.network)
         return parse_mesh_network(body) if body is not None else None
 
-    def _own_ref(self) -> Body:
-        return self._own_body() or {
-            "kind": names.MESH_AGENT_KIND,
-            "metadata": {"name": self.settings.node_name},
-        }
+    async def _own_ref(self) -> Body:
+        """Our MeshAgent for an Event, read directly (the informers may not run yet)."""
+        try:
+            body: Body = await self.kube.get_agent(self.settings.node_name)
+        except Exception:
+            return {"kind": names.MESH_AGENT_KIND, "metadata": {"name": self.settings.node_name}}
+        return body
 
     # --- run --------------------------------------------------------------------------
 
@@ -152,7 +155,7 @@ class Agent:
             self._key, created = load_or_create_key(settings.key_dir, settings.network)
         except (KeyFileError, OSError) as error:
             await self.events.record(
-                self._own_ref(), EventType.WARNING, Reason.KEY_ERROR, str(error)
+                await self._own_ref(), EventType.WARNING, Reason.KEY_ERROR, str(error)
             )
             log.error("cannot use the private key: %s", error)
             raise AgentExitError(2, str(error)) from error
@@ -302,6 +305,13 @@ class Agent:
         me = parse_mesh_agent(body)
         if not me.status.addresses:
             return
+        if not self._configured and not self._address_seen:
+            self._address_seen = True
+            log.info(
+                "permanent address %s allocated",
+                ", ".join(me.status.addresses),
+                extra={"phase": "address", "elapsed": self._elapsed()},
+            )
         if self._retry_at is not None and time.monotonic() < self._retry_at and not force:
             return
         self._retry_at = None
@@ -383,7 +393,12 @@ class Agent:
                     ", ".join(map(str, addresses)),
                     index,
                     len(plan.peers),
-                    extra={"phase": "configured", "elapsed": self._elapsed(), "ifindex": index},
+                    extra={
+                        "phase": "configured",
+                        "elapsed": self._elapsed(),
+                        "ifindex": index,
+                        "peers": len(plan.peers),
+                    },
                 )
                 await self.events.record(
                     me_body_ref(me),
@@ -410,6 +425,7 @@ class Agent:
             return
         await self.device.remove()
         self._configured = False
+        self._address_seen = False
         self._device_key = None
         self._applied_peers = None
         self._reported_skips.clear()

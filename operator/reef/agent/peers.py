@@ -22,6 +22,8 @@ Rules:
   spokes' allowed IPs, so spoke-to-spoke traffic goes *through* that hub. The hub must
   forward between its peers (:attr:`PeerSetPlan.forwarding`).
 - Terminating members (deletionTimestamp set) are already gone from the mesh.
+- A node whose *own* spec loses a collision has no peers (every other node skips it);
+  the plan says why in :attr:`PeerSetPlan.self_problem`.
 """
 
 from __future__ import annotations
@@ -232,6 +234,10 @@ def plan_peers(
                         via.extend(allowed[member.agent.name])
     else:
         chosen = usable
+    if self_problem is not None:
+        # Every other node skips us (same verdict everywhere): peering one-sidedly would
+        # only leak half-open sessions. Fix the spec and the node rejoins.
+        chosen, forwarding = [], False
     peers = tuple(
         PeerSpec(
             public_key=m.key,

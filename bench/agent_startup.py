@@ -1,0 +1,71 @@
+"""Benchmark: agent start -> registered -> permanent address -> interface up -> first ping.
+
+A peer node runs first; then, one run at a time, a fresh node's agent is started and
+each step is timed from its JSON log (wall clock) and from ``ping -D`` in the node,
+which pings the peer's mesh address the moment the interface is up. Run::
+
+    python -m bench.agent_startup --runs 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+
+from bench.agent_common import bench_bed, percentile, print_command, record_time
+from tests.support.mesh import MeshApi, addresses
+
+STEPS = ("registered", "address", "configured", "first ping")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    arguments = parser.parse_args()
+    names = ["peer", *(f"n{i}" for i in range(arguments.runs))]
+    samples: dict[str, list[float]] = {step: [] for step in (*STEPS, "address->ping")}
+    with bench_bed(names) as bed:
+        import kubernetes.config
+
+        mesh = MeshApi(kubernetes.config.new_client_from_config(config_file=str(bed.kubeconfig)))
+        bed.start("peer").phase("configured", timeout=120)
+        peer_address = addresses(mesh.get_agent(bed.node_name("peer")))[0]
+        for name in names[1:]:
+            agent = bed.start(name)
+            start = agent.started_at
+            marks = {}
+            for phase in ("registered", "address", "configured"):
+                marks[phase] = record_time(agent.phase(phase, timeout=120))
+            ping = bed.lab[name].run(
+                "ping", "-D", "-n", "-c", "1", "-W", "5", peer_address, check=False
+            )
+            stamp = re.search(r"^\[(\d+\.\d+)\].*bytes from", ping.stdout, re.M)
+            if stamp is None:
+                raise SystemExit(
+                    f"no ping reply from {name}:\n{ping.stdout}\npeer agent:\n"
+                    + bed.agents["peer"].tail(15)
+                    + f"\n{name} agent:\n"
+                    + agent.tail(15)
+                )
+            marks["first ping"] = float(stamp[1])
+            previous = start
+            row = []
+            for step in STEPS:
+                samples[step].append(marks[step] - previous)
+                row.append(f"{step} +{marks[step] - previous:.3f}s")
+                previous = marks[step]
+            samples["address->ping"].append(marks["first ping"] - marks["address"])
+            print(f"{name}: " + ", ".join(row) + f"; total {marks['first ping'] - start:.3f}s")
+    print_command("bench.agent_startup")
+    print(f"runs: {arguments.runs}")
+    for step, values in samples.items():
+        print(
+            f"{step:>14}: p50 {statistics.median(values) * 1000:7.1f} ms"
+            f"  max {max(values) * 1000:7.1f} ms  p95 {percentile(values, 0.95) * 1000:7.1f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

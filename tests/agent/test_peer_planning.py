@@ -1,0 +1,209 @@
+"""Peer planning is a pure function: its invariants, property-tested without I/O."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from reef.agent.peers import plan_peers
+from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology, parse_mesh_agent
+from reef.dataplane import Key
+
+EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def member(
+    name: str,
+    key: Key,
+    *,
+    address: str | None,
+    role: str = "Agent",
+    extras: tuple[str, ...] = (),
+    endpoint: str = "",
+    age: int = 0,
+    deleting: bool = False,
+) -> MeshAgent:
+    metadata: dict[str, Any] = {
+        "name": name,
+        "creationTimestamp": (EPOCH + timedelta(seconds=age)).isoformat(),
+    }
+    if deleting:
+        metadata["deletionTimestamp"] = EPOCH.isoformat()
+    return parse_mesh_agent(
+        {
+            "metadata": metadata,
+            "spec": {
+                "publicKey": key.public_key().base64(),
+                "role": role,
+                "endpoint": endpoint,
+                "extraAllowedIPs": list(extras),
+            },
+            "status": {"addresses": [address] if address else []},
+        }
+    )
+
+
+@st.composite
+def meshes(draw: st.DrawFn) -> tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec]:
+    count = draw(st.integers(2, 8))
+    hosts = draw(st.lists(st.integers(1, 254), min_size=count, max_size=count, unique=True))
+    topology = draw(st.sampled_from([Topology.FULL_MESH, Topology.HUB]))
+    members = []
+    for index, host in enumerate(hosts):
+        key = Key(bytes([index + 1]) * 32)
+        extras = draw(
+            st.lists(
+                st.sampled_from(
+                    [
+                        "10.0.0.0/24",
+                        "10.0.0.128/25",
+                        "10.1.0.0/16",
+                        f"100.64.0.{hosts[0]}/32",
+                        "192.168.0.0/16",
+                        "100.64.0.0/24",
+                    ]
+                ),
+                max_size=2,
+            )
+        )
+        members.append(
+            (
+                member(
+                    f"n{index}",
+                    key,
+                    address=None if draw(st.integers(0, 9)) == 0 else f"100.64.0.{host}",
+                    role=draw(st.sampled_from(["Agent", "Hub"])),
+                    extras=tuple(extras),
+                    endpoint=draw(
+                        st.sampled_from(["", f"198.18.0.{host}:51820", "nope.invalid:1"])
+                    ),
+                    age=draw(st.integers(0, 3)),
+                    deleting=draw(st.integers(0, 9)) == 0,
+                ),
+                key,
+            )
+        )
+    return members, MeshNetworkSpec(cidrs=("100.64.0.0/24",), topology=topology)
+
+
+def plans(members: list[tuple[MeshAgent, Key]], network: MeshNetworkSpec) -> dict[str, Any]:
+    agents = [m for m, _ in members]
+    return {
+        me.name: plan_peers(me, key.public_key(), agents, network)
+        for me, key in members
+        if me.metadata.deletion_timestamp is None and me.status.addresses
+    }
+
+
+@settings(max_examples=300, deadline=None)
+@given(meshes())
+def test_plans_never_contain_this_node_a_member_without_address_or_overlapping_ips(
+    case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
+) -> None:
+    members, network = case
+    by_key = {key.public_key(): agent for agent, key in members}
+    for name, plan in plans(members, network).items():
+        for peer in plan.peers:
+            agent = by_key[peer.public_key]
+            assert agent.name != name
+            assert agent.status.addresses
+            assert agent.metadata.deletion_timestamp is None
+        nets = [net for peer in plan.peers for net in peer.allowed_ips]
+        for left, right in itertools.combinations(
+            [(n, p.public_key) for p in plan.peers for n in p.allowed_ips], 2
+        ):
+            if left[1] != right[1] and left[0].version == right[0].version:
+                assert not left[0].overlaps(right[0]), (left, right)
+        assert len(nets) >= len(plan.peers)
+        skipped = {s.name for s in plan.skipped}
+        assert "nope.invalid:1" not in {by_key[p.public_key].spec.endpoint for p in plan.peers}
+        assert skipped.isdisjoint(plan.names.values())
+
+
+@settings(max_examples=300, deadline=None)
+@given(meshes())
+def test_full_mesh_is_symmetric_and_every_node_agrees_on_who_is_skipped(
+    case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
+) -> None:
+    members, network = case
+    network = network.model_copy(update={"topology": Topology.FULL_MESH})
+    all_plans = plans(members, network)
+    for (a, plan_a), (b, plan_b) in itertools.permutations(all_plans.items(), 2):
+        a_has_b = b in plan_a.names.values()
+        b_has_a = a in plan_b.names.values()
+        # an endpoint that does not resolve is one-sided by nature; the rest is symmetric
+        by_name = {m.name: m for m, _ in members}
+        if "invalid" not in by_name[a].spec.endpoint and "invalid" not in by_name[b].spec.endpoint:
+            assert a_has_b == b_has_a, (a, b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(meshes())
+def test_in_hub_topology_spokes_peer_only_with_hubs(
+    case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
+) -> None:
+    members, network = case
+    network = network.model_copy(update={"topology": Topology.HUB})
+    by_name = {m.name: m for m, _ in members}
+    for name, plan in plans(members, network).items():
+        if by_name[name].spec.role is Role.HUB:
+            assert plan.forwarding == (plan.self_problem is None)
+        else:
+            assert not plan.forwarding
+            assert all(by_name[peer].spec.role is Role.HUB for peer in plan.names.values())
+
+
+def test_a_spokes_first_hub_carries_the_other_spokes_addresses() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 5)]
+    hub = member("hub", keys[0], address="100.64.0.1", role="Hub", endpoint="198.18.0.1:51820")
+    s1 = member("s1", keys[1], address="100.64.0.2", age=1)
+    s2 = member("s2", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), topology=Topology.HUB)
+
+    plan = plan_peers(s1, keys[1].public_key(), [hub, s1, s2], network)
+
+    (peer,) = plan.peers
+    assert peer.public_key == keys[0].public_key()
+    assert [str(n) for n in peer.allowed_ips] == [
+        "10.9.0.0/24",
+        "100.64.0.1/32",
+        "100.64.0.3/32",
+    ]
+    assert str(peer.endpoint) == "198.18.0.1:51820"
+    assert peer.persistent_keepalive == 25
+
+
+def test_a_resolved_endpoint_name_is_used_and_an_unresolved_one_skips_the_peer() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 4)]
+    me = member("me", keys[0], address="100.64.0.1")
+    named = member("named", keys[1], address="100.64.0.2", endpoint="node-2.example:51820")
+    ghost = member("ghost", keys[2], address="100.64.0.3", endpoint="ghost.invalid:51820")
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",))
+
+    plan = plan_peers(
+        me,
+        keys[0].public_key(),
+        [me, named, ghost],
+        network,
+        {"node-2.example": ipaddress.ip_address("198.18.0.2"), "ghost.invalid": None},
+    )
+
+    assert [str(p.endpoint) for p in plan.peers] == ["198.18.0.2:51820"]
+    assert [(s.name, "does not resolve" in s.reason) for s in plan.skipped] == [("ghost", True)]
+
+
+def test_a_member_reusing_a_public_key_is_skipped() -> None:
+    key = Key(bytes([1]) * 32)
+    me = member("me", key, address="100.64.0.1")
+    twin = member("twin", key, address="100.64.0.2")
+
+    plan = plan_peers(me, key.public_key(), [me, twin], MeshNetworkSpec(cidrs=("100.64.0.0/24",)))
+
+    assert plan.peers == ()
+    assert plan.skipped[0].name == "twin"
+    assert "also used by me" in plan.skipped[0].reason
