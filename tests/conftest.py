@@ -169,9 +169,7 @@ def kubeconfig(kube_target: KubeTarget) -> Path:
 @pytest.fixture(scope="session")
 def kube_api(kubeconfig: Path) -> Iterator[ApiClient]:
     """A kubernetes ApiClient with admin rights on the cluster under test."""
-    client: ApiClient = kubernetes.config.new_client_from_config(
-        config_file=str(kubeconfig)
-    )
+    client: ApiClient = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     try:
         yield client
     finally:

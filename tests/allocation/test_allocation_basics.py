@@ -83,6 +83,6 @@ def test_operator_metrics_count_allocations_and_ledger_writes(
         if line and not line.startswith("#")
     }
     label = f'network="{network}"'
-    assert samples[f'reef_operator_allocations_total{{{label},kind="new"}}'] == 3
+    assert samples[f'reef_operator_allocations_total{{kind="new",{label}}}'] == 3
     assert samples[f'reef_operator_ledger_writes_total{{{label},outcome="written"}}'] >= 1
     assert samples[f"reef_operator_allocation_latency_seconds_count{{{label}}}"] == 3

@@ -11,6 +11,7 @@ from tests.support.mesh import (
     all_allocated,
     condition,
     wait_for_agents,
+    wait_for_event,
     wait_for_objects,
 )
 from tests.support.operator_process import OperatorProcess
@@ -89,10 +90,7 @@ def test_slash29_is_exhausted_at_capacity_and_reuses_after_the_cooldown(
     networks = wait_for_objects(mesh, "meshnetworks", network_exhausted)
     assert networks[network]["status"]["capacity"] == 6
     assert networks[network]["status"]["allocated"] == 6
-    events = mesh.core.list_namespaced_event(
-        "default", field_selector=f"involvedObject.name={extra}"
-    )
-    assert any(event.reason == "PoolExhausted" for event in events.items)
+    assert "no address" in (wait_for_event(mesh, extra, "PoolExhausted").message or "")
 
     (freed,) = addresses(agents[f"{network}-n2"])
     mesh.delete_agent(f"{network}-n2")

@@ -11,6 +11,7 @@ from tests.support.mesh import (
     all_allocated,
     condition,
     wait_for_agents,
+    wait_for_event,
     wait_for_objects,
 )
 from tests.support.operator_process import OperatorProcess
@@ -101,10 +102,7 @@ def test_garbage_ledger_entry_is_reported_and_nothing_is_reassigned(
     assert ready is not None
     assert ready["status"] == "False"
     assert victim in ready["message"]
-    events = mesh.core.list_namespaced_event(
-        "default", field_selector=f"involvedObject.name={network}"
-    )
-    assert any(event.reason == "LedgerEntryUnreadable" for event in events.items)
+    assert victim in (wait_for_event(mesh, network, "LedgerEntryUnreadable").message or "")
 
     # New agents never get the damaged address, and nobody's address changes.
     for i in range(3, 6):
@@ -150,9 +148,5 @@ def test_true_duplicate_keeps_the_older_owner_and_reallocates_the_newer_loudly(
     agents = wait_for_agents(mesh, network, resolved)
     assert addresses(agents[older]) == before[older]
     assert addresses(agents[newer]) != before[older]
-    events = mesh.core.list_namespaced_event(
-        "default", field_selector=f"involvedObject.name={newer}"
-    )
-    conflicts = [event for event in events.items if event.reason == "AddressConflict"]
-    assert conflicts, "the duplicate was resolved silently"
-    assert older in (conflicts[0].message or "")
+    conflict = wait_for_event(mesh, newer, "AddressConflict")
+    assert older in (conflict.message or "")

@@ -236,3 +236,26 @@ def all_allocated(count: int) -> Callable[[dict[str, Body]], bool]:
         return len(objects) >= count and all(addresses(b) for b in objects.values())
 
     return done
+
+
+def wait_for_event(
+    api: MeshApi, involved: str, reason: str, *, timeout: float = 30.0
+) -> kubernetes.client.CoreV1Event:
+    """Watch Events in ``default`` (where cluster-scoped objects' Events go) for one."""
+    selector = f"involvedObject.name={involved},reason={reason}"
+    listed = api.core.list_namespaced_event("default", field_selector=selector)
+    if listed.items:
+        found: kubernetes.client.CoreV1Event = listed.items[0]
+        return found
+    stream = watch.Watch()
+    for event in stream.stream(
+        api.core.list_namespaced_event,
+        "default",
+        field_selector=selector,
+        resource_version=listed.metadata.resource_version if listed.metadata else None,
+        timeout_seconds=int(timeout),
+    ):
+        stream.stop()
+        arrived: kubernetes.client.CoreV1Event = event["object"]
+        return arrived
+    raise AssertionError(f"no Event {reason} for {involved} within {timeout:.0f}s")

@@ -7,9 +7,11 @@ re-check, as the ClusterIP repair loop does).
 
 Rules, in the order they are decided:
 
-* **duplicates** - several live agents claim one address in status: the oldest
-  (creationTimestamp, then uid) keeps it; the others must be re-allocated (clear
-  their status, then allocate) and the conflict reported loudly.
+* **duplicates** - several live agents claim one address in status: the one the
+  ledger records as its owner keeps it (the allocator's compare-and-swap record of who
+  got it first); without such a claimant the oldest (creationTimestamp, then uid)
+  does. The others must be re-allocated (clear their status, then allocate) and the
+  conflict reported loudly.
 * **recreate** - a status address the ledger lacks (the ledger was deleted), holds as
   released, or holds for another uid: the status is what WireGuard is configured
   with, so the ledger follows it. When another uid holds it as allocated this is
@@ -105,7 +107,15 @@ def plan_repair(ledger: Ledger, agents: Sequence[LiveAgent]) -> RepairPlan:
     unverifiable: list[Claim] = []
     kept: dict[IPAddress, str] = {}
     for address, claimants in sorted(claims.items(), key=lambda item: _sort_key(item[0])):
-        keeper, *losers = sorted(claimants, key=lambda agent: (agent.created, agent.uid))
+        recorded = ledger.owner_of(address)
+        owner_uid = (
+            recorded.uid
+            if recorded is not None and recorded.state is EntryState.ALLOCATED
+            else None
+        )
+        keeper, *losers = sorted(
+            claimants, key=lambda agent: (agent.uid != owner_uid, agent.created, agent.uid)
+        )
         if losers:
             duplicates.append(Duplicate(address, keeper, tuple(losers)))
         index = ledger.index_of(address)

@@ -43,6 +43,8 @@ class OperatorContext:
         self.recorder = EventRecorder(kube, "reef-operator")
         self.networks: dict[str, NetworkHandle] = {}
         self.background: set[asyncio.Task[Any]] = set()
+        #: uids of MeshAgents being reconciled right now (see reconcile_agent).
+        self.reconciling: set[str] = set()
         #: Set at start-up (reef.operator.repair.RepairScheduler; import order forbids here).
         self.repairs: Any = None
 

@@ -15,7 +15,7 @@ from reef.api import names
 from reef.api.models import plain
 from reef.kube.client import Kube, load_api_client
 from reef.operator.context import OperatorContext
-from reef.operator.reconcile_agent import reconcile_agent, retry_unallocated
+from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
 
@@ -85,7 +85,7 @@ async def handle_event_meshnetwork(
     handle, created = await context.upsert_network(plain(body))
     if handle is not None and created:
         # MeshAgents may have waited for this network: give them addresses now.
-        context.spawn(retry_unallocated(context, name), f"reef-new-network-{name}")
+        context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")
         context.repairs.request(name)
 
 

@@ -37,6 +37,23 @@ PENDING = "Pending"
 
 
 async def reconcile_agent(ctx: OperatorContext, body: dict[str, Any]) -> None:
+    """Settle one MeshAgent; a reconcile of the same object already running wins.
+
+    Watch events, the retry after a cool-down and the repair pass can all ask at once;
+    one at a time per uid keeps the writes (and the metrics) single. A request that is
+    dropped here is covered by the running one or, failing that, by the next repair.
+    """
+    uid = body["metadata"].get("uid", "")
+    if uid in ctx.reconciling:
+        return
+    ctx.reconciling.add(uid)
+    try:
+        await _reconcile(ctx, body)
+    finally:
+        ctx.reconciling.discard(uid)
+
+
+async def _reconcile(ctx: OperatorContext, body: dict[str, Any]) -> None:
     try:
         agent = parse_mesh_agent(body)
     except ValidationError as error:
@@ -98,7 +115,14 @@ async def _allocate(
             if result.outcome is Outcome.POOL_EXHAUSTED
             else Reason.REQUESTED_ADDRESS_UNAVAILABLE
         )
-        await _refuse(ctx, body, str(result.outcome), _refusal_message(result), reason)
+        message = _refusal_message(result)
+        if result.outcome is Outcome.POOL_EXHAUSTED:
+            message += (
+                "; delete MeshAgents that are no longer needed (an address returns to the pool"
+                f" {handle.network.spec.reuse_cooldown} after its release) or use a MeshNetwork"
+                " with a larger pool. This agent gets an address as soon as one is free."
+            )
+        await _refuse(ctx, body, str(result.outcome), message, reason)
         return
     addresses = tuple(str(address) for address in result.addresses)
     message = (
@@ -121,23 +145,26 @@ async def _allocate(
     if outcome is WriteOutcome.GONE:
         await handle.allocator.release(agent.uid)
         return
+    if outcome is not WriteOutcome.WRITTEN:
+        return  # a concurrent reconcile of the same agent wrote it (and counted it)
     metrics.ALLOCATIONS.labels(network, "adopted" if adopted else "new").inc()
     metrics.ALLOCATION_LATENCY.labels(network).observe(time.monotonic() - started)
-    if adopted and outcome is WriteOutcome.WRITTEN:
+    if adopted:
         await ctx.recorder.record(
             body, EventType.NORMAL, Reason.ADDRESS_ADOPTED, f"{message}: {', '.join(addresses)}"
         )
 
 
-async def retry_unallocated(ctx: OperatorContext, network: str) -> None:
-    """Reconcile every MeshAgent of ``network`` still without an address (all at once, so
-    they share ledger writes). The backstop for requests that failed or were refused."""
+async def retry_unsettled(ctx: OperatorContext, network: str) -> None:
+    """Reconcile every MeshAgent of ``network`` still without an address or waiting for
+    its release (all at once, so they share ledger writes). The backstop for requests
+    that failed, were refused, or were dropped while another reconcile ran."""
     bodies = await ctx.kube.list_agents(network)
     waiting = [
         body
         for body in bodies
         if not (body.get("status") or {}).get("addresses")
-        and not body["metadata"].get("deletionTimestamp")
+        or body["metadata"].get("deletionTimestamp")
     ]
     await asyncio.gather(*(reconcile_agent(ctx, body) for body in waiting))
 
@@ -147,7 +174,7 @@ def schedule_retry_after_cooldown(ctx: OperatorContext, handle: NetworkHandle) -
     delay = handle.network.spec.reuse_cooldown_delta.total_seconds()
     network = handle.allocator.name
     asyncio.get_running_loop().call_later(
-        delay, lambda: ctx.spawn(retry_unallocated(ctx, network), f"reef-retry-{network}")
+        delay, lambda: ctx.spawn(retry_unsettled(ctx, network), f"reef-retry-{network}")
     )
 
 

@@ -24,7 +24,7 @@ from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.context import NetworkHandle, OperatorContext
 from reef.operator.network_allocator import live_agent
-from reef.operator.reconcile_agent import reconcile_agent, retry_unallocated
+from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ async def repair_network(ctx: OperatorContext, handle: NetworkHandle, book: Grac
         for claim in plan.unverifiable[:5]
     ]
     handle.status.touch()
-    await retry_unallocated(ctx, allocator.name)
+    await retry_unsettled(ctx, allocator.name)
 
 
 async def _confirmed_orphans(
