@@ -25,3 +25,5 @@ lint:
 ## Benchmarks (not tests): results go to docs/benchmarks.md.
 bench: setup
 	$(PYTHON) -m bench.allocation --agents 1000
+	$(PYTHON) -m bench.agent_startup --runs 6
+	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5

@@ -42,5 +42,6 @@ for tool in kubectl helm; do
 done
 touch "$stamp"
 
-"$bin/kubectl" version --client=true 2>/dev/null | head -n1
+# sed reads all its input, so kubectl never dies of SIGPIPE under pipefail.
+"$bin/kubectl" version --client=true 2>/dev/null | sed -n 1p
 "$bin/helm" version --short

@@ -204,11 +204,10 @@ async def _finish_deletion(
 async def _refuse(
     ctx: OperatorContext, body: dict[str, Any], reason: str, message: str, event: Reason
 ) -> None:
-    before = body
-    updated = await write_allocated_condition(
+    written = await write_allocated_condition(
         ctx.kube, body, status=CONDITION_FALSE, reason=reason, message=message
     )
-    if updated is not None and updated is not before:
+    if written:  # one Event per new refusal, not one per re-delivered watch event
         await ctx.recorder.record(body, EventType.WARNING, event, message)
 
 

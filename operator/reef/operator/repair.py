@@ -16,12 +16,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from reef.api import names
-from reef.api.conditions import CONDITION_FALSE, set_condition
 from reef.ipam import Claim, IPAddress, Ledger, LiveAgent, RepairPlan, plan_repair
-from reef.kube.client import CONFLICT, NOT_FOUND, is_status
+from reef.kube.client import NOT_FOUND, is_status
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
+from reef.operator.agent_writes import clear_duplicate
 from reef.operator.context import NetworkHandle, OperatorContext
 from reef.operator.network_allocator import live_agent
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
@@ -140,42 +139,23 @@ async def _resolve_duplicate(
         f" {loser.name} gets a new address. Two members with one address break WireGuard"
         " routing silently, so check how the status was changed."
     )
-    for _ in range(8):
-        try:
-            body = await ctx.kube.get_agent(loser.name)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
-                return
-            raise
-        if body["metadata"]["uid"] != loser.uid:
+    try:
+        body = await ctx.kube.get_agent(loser.name)
+    except Exception as error:
+        if is_status(error, NOT_FOUND):
             return
-        generation = int(body["metadata"].get("generation") or 0)
-        status = body.get("status") or {}
-        patch = {
-            "metadata": {"resourceVersion": body["metadata"]["resourceVersion"]},
-            "status": {
-                "addresses": None,
-                "allocatedAt": None,
-                "conditions": set_condition(
-                    status.get("conditions") or [],
-                    type_="Allocated",
-                    status=CONDITION_FALSE,
-                    reason=CONFLICT_REASON,
-                    message=message,
-                    observed_generation=generation,
-                ),
-            },
-        }
-        try:
-            cleared = await ctx.kube.patch_status(names.MESH_AGENT_PLURAL, loser.name, patch)
-        except Exception as error:
-            if is_status(error, CONFLICT):
-                continue
-            raise
+        raise
+    cleared, latest = await clear_duplicate(
+        ctx.kube,
+        body,
+        uid=loser.uid,
+        address=str(address),
+        reason=CONFLICT_REASON,
+        message=message,
+    )
+    if cleared and latest is not None:
         await ctx.recorder.record(body, EventType.WARNING, Reason.ADDRESS_CONFLICT, message)
-        await reconcile_agent(ctx, cleared)
-        return
-    log.error("could not clear the duplicate address of MeshAgent %s", loser.name)
+        await reconcile_agent(ctx, latest)
 
 
 class RepairScheduler:
