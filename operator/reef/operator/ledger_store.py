@@ -11,8 +11,6 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from kubernetes import client
-
 from reef.api import names
 from reef.ipam import parse_shard_id, shard_configmap_name
 from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
@@ -60,10 +58,11 @@ class LedgerStore:
         for item in items:
             shard = shard_of(item)
             if shard is None:
-                log.warning("ConfigMap %s has no valid shard label; ignored", item.metadata.name)
+                name = item["metadata"]["name"]
+                log.warning("ConfigMap %s has no valid shard label; ignored", name)
                 continue
-            shards[shard] = dict(item.data or {})
-            versions[shard] = item.metadata.resource_version
+            shards[shard] = dict(item.get("data") or {})
+            versions[shard] = item["metadata"]["resourceVersion"]
         self.versions = versions
         return shards
 
@@ -77,31 +76,30 @@ class LedgerStore:
                 self.versions.pop(shard, None)
                 raise ShardVanishedError(name) from error
             raise
-        self.versions[shard] = item.metadata.resource_version
-        return dict(item.data or {})
+        self.versions[shard] = item["metadata"]["resourceVersion"]
+        return dict(item.get("data") or {})
 
     async def write(self, shard: str, data: Mapping[str, str]) -> bool:
         """Compare-and-swap one shard; False means someone else wrote first (re-read it)."""
         name = shard_configmap_name(self.network, shard)
         known = self.versions.get(shard)
-        body = client.V1ConfigMap(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                namespace=self.namespace,
-                resource_version=known,
-                labels={
-                    names.LEDGER_NETWORK_LABEL: self.network,
-                    SHARD_LABEL: shard,
-                    names.LEDGER_COMPONENT_LABEL: names.LEDGER_COMPONENT,
-                    names.MANAGED_BY_LABEL: names.MANAGED_BY,
-                },
-            ),
-            data=dict(data),
-        )
+        metadata: dict[str, Any] = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": {
+                names.LEDGER_NETWORK_LABEL: self.network,
+                SHARD_LABEL: shard,
+                names.LEDGER_COMPONENT_LABEL: names.LEDGER_COMPONENT,
+                names.MANAGED_BY_LABEL: names.MANAGED_BY,
+            },
+        }
+        if known is not None:
+            metadata["resourceVersion"] = known
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": dict(data)}
         self._in_flight.add(shard)
         try:
             if known is None:
-                written: Any = await self._kube.create_config_map(self.namespace, body)
+                written = await self._kube.create_config_map(self.namespace, body)
             else:
                 written = await self._kube.replace_config_map(self.namespace, name, body)
         except Exception as error:
@@ -113,15 +111,15 @@ class LedgerStore:
             raise
         finally:
             self._in_flight.discard(shard)
-        version = written.metadata.resource_version
+        version = str(written["metadata"]["resourceVersion"])
         self.versions[shard] = version
         self._recent.setdefault(shard, deque(maxlen=RECENT_VERSIONS)).append(version)
         return True
 
 
-def shard_of(config_map: Any) -> str | None:
+def shard_of(config_map: dict[str, Any]) -> str | None:
     """The shard id a ledger ConfigMap says it holds (label), if it is a valid id."""
-    labels = config_map.metadata.labels or {}
+    labels = config_map["metadata"].get("labels") or {}
     shard = labels.get(SHARD_LABEL)
     if shard is None or parse_shard_id(shard) is None:
         return None
