@@ -171,7 +171,8 @@ def netns_nodes(names: Sequence[str] = ("a", "b")) -> Iterator[Lab]:
         raise ValueError(f"at most {UNDERLAY.num_addresses - 3} nodes fit in {UNDERLAY}")
     _become_subreaper()
     token = secrets.token_hex(2)
-    hub = f"reef-{token}-hub"
+    # A "." cannot collide with a node's namespace, reef-<token>-<name> (even name "hub").
+    hub = f"reef-{token}.bridge"
     hosts = UNDERLAY.hosts()
     lab = Lab(token, hub, {})
     created: list[str] = []
