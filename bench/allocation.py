@@ -35,7 +35,7 @@ import kubernetes.config
 from kubernetes import watch
 
 from reef.api import names
-from tests.support.mesh import CRDS, MeshApi, addresses
+from tests.support.mesh import CRDS, MeshApi, addresses, ensure_namespace
 from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
 from tests.testbed.binaries import binary, ensure_binaries
 from tests.testbed.controlplane import LocalControlPlane
@@ -239,16 +239,7 @@ def prepare(kubeconfig: Path) -> MeshApi:
     )
     client = kubernetes.config.new_client_from_config(config_file=str(kubeconfig))
     client.configuration.connection_pool_maxsize = 64
-    core = kubernetes.client.CoreV1Api(client)
-    try:
-        core.create_namespace(
-            kubernetes.client.V1Namespace(
-                metadata=kubernetes.client.V1ObjectMeta(name=LEDGER_NAMESPACE)
-            )
-        )
-    except kubernetes.client.ApiException as error:
-        if error.status != 409:
-            raise
+    ensure_namespace(kubernetes.client.CoreV1Api(client), LEDGER_NAMESPACE)
     return MeshApi(client)
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for the install tests: the CRDs applied, and a Helm release per test."""
+"""Fixtures for the install tests: a Helm release per test (``reef_crds`` comes from
+tests/support/fixtures.py)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.install.helm_release import Release, bed_values
-from tests.support.mesh import CRDS
 from tests.testbed.clients import KubeCLI
-
-
-@pytest.fixture(scope="session")
-def reef_crds(kubectl: KubeCLI) -> None:
-    """The CRDs applied from crds/ with kubectl, as a user would, and Established."""
-    kubectl("apply", "-f", str(CRDS))
-    kubectl(
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/meshnetworks.mesh.reef.dev",
-        "crd/meshagents.mesh.reef.dev",
-    )
 
 
 @pytest.fixture

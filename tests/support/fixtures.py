@@ -9,7 +9,7 @@ import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
 
-from tests.support.mesh import CRDS, MeshApi
+from tests.support.mesh import CRDS, MeshApi, ensure_namespace
 from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
 from tests.testbed.clients import KubeCLI
 
@@ -29,17 +29,7 @@ def reef_crds(kubectl: KubeCLI) -> None:
 
 @pytest.fixture(scope="session")
 def ledger_namespace(kube_api: ApiClient) -> str:
-    core = kubernetes.client.CoreV1Api(kube_api)
-    try:
-        core.create_namespace(
-            kubernetes.client.V1Namespace(
-                metadata=kubernetes.client.V1ObjectMeta(name=LEDGER_NAMESPACE)
-            )
-        )
-    except kubernetes.client.ApiException as error:
-        if error.status != 409:
-            raise
-    return LEDGER_NAMESPACE
+    return ensure_namespace(kubernetes.client.CoreV1Api(kube_api), LEDGER_NAMESPACE)
 
 
 @pytest.fixture

@@ -145,6 +145,18 @@ class MeshApi:
                 raise
 
 
+def ensure_namespace(core: kubernetes.client.CoreV1Api, name: str) -> str:
+    """Create a namespace unless it exists; returns its name."""
+    try:
+        core.create_namespace(
+            kubernetes.client.V1Namespace(metadata=kubernetes.client.V1ObjectMeta(name=name))
+        )
+    except kubernetes.client.ApiException as error:
+        if error.status != 409:
+            raise
+    return name
+
+
 def addresses(body: Body) -> list[str]:
     return list((body.get("status") or {}).get("addresses") or [])
 

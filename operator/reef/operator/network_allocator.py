@@ -221,7 +221,8 @@ class NetworkAllocator:
                 log.exception("ledger batch of network %s failed (attempt %d)", self.name, attempt)
                 self._stale = True
                 # Back-off with jitter so a struggling API server is not hammered.
-                await asyncio.sleep(min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0))
+                backoff = min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
+                await asyncio.sleep(backoff)
                 continue
             for release in releases:
                 release.future.set_result(None)
