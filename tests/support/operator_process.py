@@ -49,14 +49,12 @@ class OperatorProcess:
             **(env or {}),
         }
         self.process: ManagedProcess | None = None
-        #: A command to run the operator under, e.g. a profiler (REEF_TEST_OPERATOR_WRAPPER).
-        self._wrapper = os.environ.get("REEF_TEST_OPERATOR_WRAPPER", "").split()
 
     def start(self, *, wait: bool = True) -> OperatorProcess:
         self._runs += 1
         self.process = ManagedProcess(
             f"{self._name}#{self._runs}",
-            [*self._wrapper, sys.executable, "-m", "reef", "operator"],
+            [sys.executable, "-m", "reef", "operator"],
             self._log_dir / f"{self._name}.log",
             env=self._env,
         )
