@@ -8,7 +8,14 @@ import signal
 from collections.abc import Callable
 
 from tests.agent.bed import AgentBed, wait_for_link_gone
-from tests.support.mesh import Body, MeshApi, addresses, condition, wait_for_agents
+from tests.support.mesh import (
+    MESH_AGENT_COLUMNS,
+    Body,
+    MeshApi,
+    addresses,
+    condition,
+    wait_for_agents,
+)
 from tests.support.operator_process import OperatorProcess
 from tests.testbed.clients import KubeCLI
 
@@ -66,16 +73,7 @@ def test_three_agents_form_a_mesh_in_which_every_pair_pings(
 
     table = kubectl("get", "ma", "-o", "wide", "--field-selector", f"spec.network={network}").stdout
     header, *rows = table.splitlines()
-    assert re.split(r"\s{2,}", header)[:8] == [
-        "NAME",
-        "NETWORK",
-        "NODE",
-        "ADDRESS",
-        "ENDPOINT",
-        "BACKEND",
-        "PEERS",
-        "READY",
-    ]
+    assert re.split(r"\s{2,}", header)[:8] == MESH_AGENT_COLUMNS[:8]
     assert len(rows) == 3
     for row in rows:
         columns = re.split(r"\s{2,}", row)

@@ -17,20 +17,8 @@ import yaml
 from kubernetes.client import ApiClient
 
 from tests.install.helm_release import CHART, Manifest, Release, documents, write_values
-from tests.support.mesh import CRDS, MeshApi
+from tests.support.mesh import CRDS, MESH_AGENT_COLUMNS, MeshApi
 from tests.testbed.clients import KubeCLI
-
-PRINTER_COLUMNS = [
-    "NAME",
-    "NETWORK",
-    "NODE",
-    "ADDRESS",
-    "ENDPOINT",
-    "BACKEND",
-    "PEERS",
-    "READY",
-    "AGE",
-]
 
 
 def _one(objects: list[Manifest], kind: str, suffix: str = "") -> Manifest:
@@ -216,7 +204,7 @@ def test_crds_alone_install_the_api_and_get_ma_prints_the_documented_columns(
     mesh.create_agent(name, "default", nodeName=name, endpoint="198.18.0.7:51820")
     try:
         lines = kubectl("get", "ma", name).stdout.splitlines()
-        assert lines[0].split() == PRINTER_COLUMNS
+        assert lines[0].split() == MESH_AGENT_COLUMNS
         row = lines[1].split()
         assert row[:3] == [name, "default", name]
         assert "198.18.0.7:51820" in row  # ADDRESS is still empty: no operator runs here

@@ -23,6 +23,19 @@ CRDS = Path(__file__).resolve().parents[2] / "crds"
 
 Body = dict[str, Any]
 
+#: The columns of `kubectl get ma`, as documented (crds/mesh.reef.dev_meshagents.yaml).
+MESH_AGENT_COLUMNS = [
+    "NAME",
+    "NETWORK",
+    "NODE",
+    "ADDRESS",
+    "ENDPOINT",
+    "BACKEND",
+    "PEERS",
+    "READY",
+    "AGE",
+]
+
 
 def random_public_key() -> str:
     """Any 32 bytes in base64: enough for the operator, which never uses the key."""

@@ -141,10 +141,6 @@ class NetworkAllocator:
         if self._ledger is not None:
             self._ledger.policy = policy_of(spec)
 
-    def mark_stale(self) -> None:
-        """Someone else changed or deleted a shard: read everything again before allocating."""
-        self._stale = True
-
     # -- requests -------------------------------------------------------------------
 
     async def allocate(self, request: AllocationRequest) -> AllocationResult:
@@ -169,6 +165,15 @@ class NetworkAllocator:
         async with self._lock:
             ledger = await self._loaded()
             return await work(ledger)
+
+    async def reread(self, work: Callable[[Ledger, RepairPlan], Awaitable[T]]) -> T:
+        """Re-read the whole ledger and every status (restoring missing entries), then run
+        ``work`` with that read's repair plan, no batch in flight (the repair pass)."""
+        async with self._lock:
+            self._stale = True
+            while (plan := await self._reload()) is None:
+                pass
+            return await work(await self._loaded(), plan)
 
     async def commit(self, shards: Iterable[str]) -> None:
         """Write shards changed inside ``exclusive``; a lost race marks the ledger stale."""
@@ -263,8 +268,12 @@ class NetworkAllocator:
             await self._reload()
         return self._ledger
 
-    async def _reload(self) -> None:
-        """Read the whole ledger and put every status address back into it."""
+    async def _reload(self) -> RepairPlan | None:
+        """Read the whole ledger and put every status address back into it.
+
+        Returns the repair plan of that read, or None when a write lost a race and the
+        ledger is still stale.
+        """
         shards = await self.store.load_all()
         ledger, problems = decode_ledger(self.spec.networks, shards, policy_of(self.spec))
         bodies = await self._kube.list_agents(self.name)
@@ -279,7 +288,8 @@ class NetworkAllocator:
         try:
             await self._write(changed)
         except (_RetryBatchError, ShardVanishedError):
-            return  # still stale: the caller loops and reads again
+            return None  # still stale: the caller loops and reads again
         self._stale = False
         if problems or plan.recreate:
             await self._on_reload(ReloadReport(problems, plan))
+        return plan

@@ -14,15 +14,13 @@ import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from reef.ipam import Claim, IPAddress, Ledger, LiveAgent, RepairPlan, plan_repair
+from reef.ipam import Claim, IPAddress, Ledger, LiveAgent, RepairPlan
 from reef.kube.client import NOT_FOUND, is_status
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.agent_writes import clear_duplicate
 from reef.operator.context import NetworkHandle, OperatorContext
-from reef.operator.network_allocator import live_agent
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 
 log = logging.getLogger(__name__)
@@ -40,17 +38,13 @@ class GraceBook:
 
 async def repair_network(ctx: OperatorContext, handle: NetworkHandle, book: GraceBook) -> None:
     allocator = handle.allocator
-    allocator.mark_stale()  # a full re-read: catches edits and deletions by anyone
     grace = timedelta(seconds=ctx.settings.release_grace_seconds)
 
-    async def work(ledger: Ledger) -> tuple[RepairPlan, list[dict[str, Any]]]:
-        bodies = await ctx.kube.list_agents(allocator.name)
-        agents = [agent for body in bodies if (agent := live_agent(body)) is not None]
-        plan = plan_repair(ledger, agents)
+    async def work(ledger: Ledger, plan: RepairPlan) -> RepairPlan:
+        # The full re-read (catching edits and deletions by anyone) already rebuilt
+        # missing entries from statuses; what is left needs time or a second look.
         now = datetime.now(UTC)
         changed: set[str] = set()
-        for claim in plan.recreate:
-            changed |= ledger.assign(claim.address, claim.uid, claim.name, now)
         for uid in await _confirmed_orphans(ctx, plan.orphaned, book, now, grace):
             changed |= ledger.release(uid, now)
             await ctx.recorder.record(
@@ -62,9 +56,9 @@ async def repair_network(ctx: OperatorContext, handle: NetworkHandle, book: Grac
         changed |= _settled_surplus(ledger, plan.surplus, book, now, grace)
         changed |= ledger.collect_garbage(now)
         await allocator.commit(changed)
-        return plan, bodies
+        return plan
 
-    plan, _ = await allocator.exclusive(work)
+    plan = await allocator.reread(work)
     for duplicate in plan.duplicates:
         for loser in duplicate.losers:
             await _resolve_duplicate(ctx, handle, duplicate.address, duplicate.keeper, loser)
