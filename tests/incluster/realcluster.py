@@ -19,14 +19,37 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.mesh import Body, addresses, condition
 from tests.testbed.clients import KubeCLI
 from tests.testbed.kubelet_nodes import KubeletCluster
 
 RELEASE = "reef"
 NAMESPACE = "reef-system"
+
+
+def healthy_mesh(nodes: list[str]) -> Callable[[dict[str, Body]], bool]:
+    """Every node's MeshAgent Allocated and Ready, with n-1 of n-1 peers healthy."""
+    wanted = len(nodes) - 1
+
+    def done(objects: dict[str, Body]) -> bool:
+        for name in nodes:
+            body = objects.get(name)
+            if body is None or not addresses(body):
+                return False
+            for kind in ("Allocated", "Ready"):
+                found = condition(body, kind)
+                if found is None or found["status"] != "True":
+                    return False
+            peers = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
+            if peers.get("total") != wanted or peers.get("healthy") != wanted:
+                return False
+        return True
+
+    return done
 
 
 @dataclass

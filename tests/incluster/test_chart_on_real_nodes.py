@@ -11,45 +11,17 @@ import itertools
 import json
 import secrets
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import kubernetes.config
 import pytest
 from kubernetes.client import ApiClient
 
-from tests.incluster.realcluster import NAMESPACE, RELEASE, RealCluster
-from tests.support.mesh import (
-    MESH_AGENT_COLUMNS,
-    Body,
-    MeshApi,
-    addresses,
-    condition,
-    wait_for_objects,
-)
+from tests.incluster.realcluster import NAMESPACE, RELEASE, RealCluster, healthy_mesh
+from tests.support.mesh import MESH_AGENT_COLUMNS, Body, MeshApi, addresses, wait_for_objects
 
 NETWORK = "default"
 pytestmark = pytest.mark.incluster
-
-
-def _healthy_mesh(nodes: list[str]) -> Callable[[dict[str, Body]], bool]:
-    """Every node's MeshAgent Allocated and Ready, with n-1 of n-1 peers healthy."""
-    wanted = len(nodes) - 1
-
-    def done(objects: dict[str, Body]) -> bool:
-        for name in nodes:
-            body = objects.get(name)
-            if body is None or not addresses(body):
-                return False
-            for kind in ("Allocated", "Ready"):
-                found = condition(body, kind)
-                if found is None or found["status"] != "True":
-                    return False
-            peers = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
-            if peers.get("total") != wanted or peers.get("healthy") != wanted:
-                return False
-        return True
-
-    return done
 
 
 def _mesh_address(body: Body) -> str:
@@ -80,7 +52,7 @@ def _wait_healthy(mesh_api: MeshApi, nodes: list[str], timeout: float = 120) -> 
     return wait_for_objects(
         mesh_api,
         "meshagents",
-        _healthy_mesh(nodes),
+        healthy_mesh(nodes),
         timeout=timeout,
         field_selector=f"spec.network={NETWORK}",
     )
