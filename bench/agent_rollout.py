@@ -71,6 +71,8 @@ def main() -> int:
 
         healthy = healthy_mesh(nodes)
         agents = wait_for_objects(mesh, "meshagents", healthy, timeout=180)
+        for node in nodes:
+            print(f"{node}: {bed[node].memory_mib():.0f} MiB resident (daemons, shims, pods)")
         streams = [
             Stream(
                 source,

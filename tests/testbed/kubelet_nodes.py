@@ -86,6 +86,25 @@ class KubeletNode:
     def name(self) -> str:
         return self.layout.name
 
+    def pids(self) -> set[int]:
+        """Every process that makes up this node: its daemons, shims and containers."""
+        daemons = {p.pid for p in self.processes if p.returncode() is None}
+        return (
+            daemons
+            | _shim_pids(self.layout.containerd_socket)
+            | _cgroup_pids(self.layout.cgroup_root)
+        )
+
+    def memory_mib(self) -> float:
+        """Resident memory of :meth:`pids`, in MiB (shared pages counted once per process)."""
+        total_kib = 0
+        for pid in self.pids():
+            with contextlib.suppress(OSError, ValueError):
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total_kib += int(line.split()[1])
+        return total_kib / 1024
+
     def run(self, *cmd: str, check: bool = True, timeout: float = 60.0) -> str:
         """``cmd`` in the node's network namespace (as a hostNetwork pod sees it)."""
         return self.netns_node.run(*cmd, check=check, timeout=timeout).stdout
