@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.incluster.realcluster import RealCluster
+from tests.incluster.realcluster import NAMESPACE, RELEASE, RealCluster
 from tests.testbed.binaries import BIN_DIR
 from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.controlplane import CONTEXT_NAME
@@ -61,6 +61,11 @@ def real_cluster(request: pytest.FixtureRequest) -> Iterator[RealCluster]:
             "IfNotPresent",
             node_shell_image=config.getoption("node_shell_image"),
         )
+        if cluster.helm("status", RELEASE, "-n", NAMESPACE, check=False).returncode == 0:
+            pytest.skip(
+                f"release {RELEASE} already exists in {NAMESPACE}: the in-cluster tests install "
+                "and uninstall their own, so they never run beside a real installation"
+            )
         try:
             yield cluster
         finally:
