@@ -90,9 +90,12 @@ async def _relay(
     except OSError:
         client_writer.close()
         return
-    await asyncio.gather(
-        _pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer)
-    )
+    # The relay may stop with this connection open: end it quietly (a cancelled
+    # connection handler would otherwise be logged as an error at shutdown).
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(
+            _pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer)
+        )
     for writer in (client_writer, upstream_writer):
         writer.close()
 
