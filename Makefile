@@ -1,11 +1,19 @@
 # reef: the two commands a newcomer needs are `make demo` and `make test`.
-PYTHON ?= python3
+# Every target runs the project virtualenv's Python (.venv, made by scripts/setup.sh).
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+# Console scripts of the virtualenv (vng, virtme-run, ruff) come first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test lint bench
+.PHONY: setup venv demo test lint bench release
 
-## Install everything (Debian packages, Python packages, control-plane binaries, VM kernel).
+## Install everything (Debian packages, the virtualenv, Go, control-plane binaries, VM kernel).
 setup:
 	bash scripts/setup.sh
+
+## Only the virtualenv (and Debian's python3-venv if missing): enough for `make lint`.
+venv:
+	bash scripts/setup.sh python
 
 ## Start a local control plane, the operator and a live mesh of namespace nodes; show it.
 demo: setup
@@ -16,7 +24,7 @@ test: setup
 	$(PYTHON) -m pytest
 
 ## ruff, mypy --strict, import contracts.
-lint:
+lint: venv
 	$(PYTHON) -m ruff check operator tests bench
 	$(PYTHON) -m ruff format --check operator tests bench
 	$(PYTHON) -m mypy
