@@ -79,13 +79,17 @@ apt_install() {
   return 0
 }
 
-go_version_ok() {  # go_version_ok GO: GO runs and is at least GO_TOOLCHAIN's minor
-  local have want="${GO_TOOLCHAIN#go}"
+go_at_least() {  # go_at_least GO 1.21: GO runs and is at least that version
+  local have
   have="$("$1" env GOVERSION 2>/dev/null)" || return 1
   have="${have#go}"
-  want="${want%.*}"
-  [[ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" == "$want" ]]
+  [[ "$(printf '%s\n%s\n' "$2" "$have" | sort -V | head -1)" == "$2" ]]
 }
+go_version_ok() {  # go_version_ok GO: at least GO_TOOLCHAIN's minor (go1.26.8 -> 1.26)
+  local want="${GO_TOOLCHAIN#go}"
+  go_at_least "$1" "${want%.*}"
+}
+go_bootstrap_ok() { go_at_least "$GO_BOOTSTRAP" 1.21; }  # GOTOOLCHAIN arrived in 1.21
 
 tool_packages_missing() {
   local entry
@@ -104,7 +108,7 @@ preflight() {
       python) need+=("${PYTHON_APT_PACKAGES[@]}") ;;
       tools) mapfile -t -O "${#need[@]}" need < <(tool_packages_missing) ;;
       go)
-        if ! go_version_ok go && ! go_version_ok "$GO_BOOTSTRAP"; then
+        if ! go_version_ok go && ! go_bootstrap_ok; then
           need+=("$GO_BOOTSTRAP_PACKAGE (bookworm-backports)")
         fi
         ;;
@@ -142,7 +146,7 @@ go_toolchain() {
     echo "go: $(go env GOVERSION) ($(command -v go))"
     return
   fi
-  if ! go_version_ok "$GO_BOOTSTRAP"; then
+  if ! go_bootstrap_ok; then
     if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
       cat >/etc/apt/sources.list.d/bookworm-backports.sources <<'SOURCES'
 Types: deb
