@@ -35,3 +35,8 @@ bench: setup
 	$(PYTHON) -m bench.allocation --agents 1000
 	$(PYTHON) -m bench.agent_startup --runs 6
 	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5
+
+## Publish: the chart to oci://$(REGISTRY)/charts and the image to $(REGISTRY)/reef
+## (see scripts/release.sh for PLATFORMS, BASE, PLAIN_HTTP).
+release:
+	REGISTRY="$(REGISTRY)" bash scripts/release.sh
