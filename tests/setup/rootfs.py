@@ -103,16 +103,20 @@ class FreshDebian:
         }
         if any(WHEELS.glob("*.whl")):
             env["PIP_FIND_LINKS"] = str(WHEELS)
-        exports = " ".join(f"{key}='{value}'" for key, value in env.items())
         wheels = f"mount --bind -o ro {WHEELS} {self.root}{WHEELS}; " if WHEELS.is_dir() else ""
-        inner = (
-            f"mount -t proc proc {self.root}/proc; {wheels}"
-            f"exec chroot --userspec={user}:{user} {self.root}"
-            f" /usr/bin/env -i {exports} /bin/bash -c 'cd {CHECKOUT} && {command}'"
-        )
+        # The mounts come first, then exec: the command's words are passed as "$@", so
+        # nothing of it is ever re-parsed by this outer shell.
+        prepare = f'mount -t proc proc {self.root}/proc; {wheels}exec "$@"'
+        argv = [
+            "unshare", "--mount", "--propagation", "private", "--fork",
+            "sh", "-c", prepare, "sh",
+            "chroot", f"--userspec={user}:{user}", str(self.root),
+            "/usr/bin/env", "-i", *(f"{key}={value}" for key, value in env.items()),
+            "/bin/bash", "-c", f"cd {CHECKOUT} && {command}",
+        ]  # fmt: skip
         started = time.monotonic()
         result = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", "--fork", "sh", "-c", inner],
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
