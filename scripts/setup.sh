@@ -105,7 +105,7 @@ preflight() {
   for phase_name in "${PHASES[@]}"; do
     case "$phase_name" in
       packages) need+=("${APT_PACKAGES[@]}") ;;
-      python) need+=("${PYTHON_APT_PACKAGES[@]}") ;;
+      python) python_can_venv || need+=("${PYTHON_APT_PACKAGES[@]}") ;;
       tools) mapfile -t -O "${#need[@]}" need < <(tool_packages_missing) ;;
       go)
         if ! go_version_ok go && ! go_bootstrap_ok; then
@@ -126,9 +126,11 @@ packages() {
   apt_install "${APT_PACKAGES[@]}"
 }
 
+# A python3 that can make a virtualenv with pip in it (Debian: python3-venv ships ensurepip).
+python_can_venv() { command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null; }
+
 python_packages() {
-  command -v python3 >/dev/null && python3 -c 'import ensurepip, venv' 2>/dev/null \
-    || apt_install "${PYTHON_APT_PACKAGES[@]}"
+  python_can_venv || apt_install "${PYTHON_APT_PACKAGES[@]}"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   # Reinstall only when the dependencies changed: pyproject.toml's hash is the stamp.
   local stamp="$VENV/.reef-installed" want
