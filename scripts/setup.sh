@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   wireguard-go wireguard-tools iproute2 iputils-ping procps kmod openssl
   qemu-system-x86 podman buildah runc debootstrap uidmap
+  containerd containernetworking-plugins iptables conntrack socat
   prometheus docker-registry
 )
 # Needed by the python phase alone (so `make lint` on a fresh clone needs only these).
