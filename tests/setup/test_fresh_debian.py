@@ -4,10 +4,11 @@ The root filesystem is a fresh ``debootstrap --variant=minbase bookworm``: no py
 Go, no Node. Setup must stop within seconds naming what is missing when it cannot install
 it (not root), and as root get the project virtualenv and the pinned Go toolchain.
 
-By default the Python and Go phases run (a few minutes, mostly downloads); the heavy ones
+By default the Python and Go phases run (about 40 s here, mostly downloads); the heavy ones
 — the full Debian package list (qemu, podman: hundreds of MB), the Kubernetes builds — are
 what the rest of the suite already exercises on the host. REEF_FRESH_DEBIAN_PHASES="all"
-runs the whole setup instead, the full newcomer experience.
+runs the whole setup instead, the full newcomer experience; "python go tools" adds Debian's
+Node/npm and unzip and the kubectl/helm fetch that needs them.
 """
 
 from __future__ import annotations
@@ -73,6 +74,12 @@ def test_setup_on_a_stock_debian_stops_early_or_installs_python_and_go(
     go = debian.run(f"GOTOOLCHAIN={shlex.quote(toolchain)} /usr/lib/go-1.23/bin/go version")
     assert go.returncode == 0, go.output
     assert f"go version {toolchain} " in go.output, go.output
+
+    if "tools" in PHASES.split() or PHASES == "all":
+        # Debian's node/npm and unzip are enough for the kubectl/helm fetch.
+        fetched = debian.run("bash tests/testbed/tools.sh && command -v node npm unzip")
+        assert fetched.returncode == 0, fetched.output[-3000:]
+        assert "v4." in fetched.output, fetched.output  # helm version --short
 
     again = debian.run(f"bash scripts/setup.sh {phases}")
     assert again.returncode == 0, again.output
