@@ -27,7 +27,8 @@ TARBALL = CACHE_DIR / "rootfs" / "bookworm-minbase.tar"
 CHECKOUT = "/opt/reef"
 #: The host's CA bundle, copied in: PyPI and the Go module proxy are reached through a
 #: TLS-intercepting proxy here. Installing Debian's ca-certificates inside rewrites the
-#: usual bundle, so the copy lives beside it and SSL_CERT_FILE / PIP_CERT name it.
+#: usual bundle, so the copy lives beside it and SSL_CERT_FILE (Go), PIP_CERT and
+#: NODE_EXTRA_CA_CERTS (npm) name it.
 HOST_CA = "/usr/local/share/reef-host-ca.crt"
 HOST_CA_SOURCE = Path("/etc/ssl/certs/ca-certificates.crt")
 #: The host's local wheel directory (pip config find-links), bound in read-only when present.
@@ -99,6 +100,7 @@ class FreshDebian:
             "LANG": "C.UTF-8",
             "SSL_CERT_FILE": HOST_CA,
             "PIP_CERT": HOST_CA,
+            "NODE_EXTRA_CA_CERTS": HOST_CA,
             "REEF_CACHE": f"{CHECKOUT}/.cache",
         }
         if any(WHEELS.glob("*.whl")):
