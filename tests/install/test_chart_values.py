@@ -177,3 +177,28 @@ def test_helm_managed_crds_are_the_crds_directory_and_kept_on_uninstall(
     unkept = release.render(crds={"enabled": True, "keep": False})
     for crd in (o for o in unkept if o["kind"] == "CustomResourceDefinition"):
         assert "helm.sh/resource-policy" not in crd["metadata"].get("annotations", {})
+
+
+def test_chart_metadata_and_artifact_hub_annotations_are_well_formed() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["kubeVersion"] == ">=1.32.0-0"
+    assert chart["home"].startswith("https://")
+    assert chart["sources"]
+    assert all({"name", "email"} <= set(m) for m in chart["maintainers"])
+    annotations = chart["annotations"]
+    assert annotations["artifacthub.io/license"] == "Apache-2.0"
+    crds = yaml.safe_load(annotations["artifacthub.io/crds"])
+    files = [yaml.safe_load(path.read_text()) for path in sorted(CRDS.glob("*.yaml"))]
+    assert {(c["kind"], c["version"], c["name"]) for c in crds} == {
+        (doc["spec"]["names"]["kind"], version["name"], doc["metadata"]["name"])
+        for doc in files
+        for version in doc["spec"]["versions"]
+    }
+    assert all(c["displayName"] and c["description"] for c in crds)
+    for link in yaml.safe_load(annotations["artifacthub.io/links"]):
+        assert link["url"].startswith("https://"), link
+    assert (CHART.parents[1] / "LICENSE").read_text().split()[:3] == [
+        "Apache",
+        "License",
+        "Version",
+    ]
