@@ -5,7 +5,7 @@ PYTHON ?= $(VENV)/bin/python
 # Console scripts of the virtualenv (vng, virtme-run, ruff) come first on PATH.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup venv demo test lint bench release
+.PHONY: setup venv demo demo-processes test lint bench release
 
 ## Install everything (Debian packages, the virtualenv, Go, control-plane binaries, VM kernel).
 setup:
@@ -15,9 +15,13 @@ setup:
 venv:
 	bash scripts/setup.sh python
 
-## Start a local control plane, the operator and a live mesh of namespace nodes; show it.
+## helm install reef onto three real kubelet nodes of a local control plane; show pods, mesh, pings.
 demo: setup
 	$(PYTHON) -m tests.testbed.demo
+
+## Quicker: the operator and three agents as plain processes in namespace nodes (no kubelets).
+demo-processes: setup
+	$(PYTHON) -m tests.testbed.demo_processes
 
 ## The whole test suite against real parts (local control plane, WireGuard, VM, podman).
 test: setup
@@ -35,6 +39,7 @@ bench: setup
 	$(PYTHON) -m bench.allocation --agents 1000
 	$(PYTHON) -m bench.agent_startup --runs 6
 	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5
+	$(PYTHON) -m bench.agent_rollout --nodes 3
 
 ## Publish: the chart to oci://$(REGISTRY)/charts and the image to $(REGISTRY)/reef
 ## (see scripts/release.sh for PLATFORMS, BASE, PLAIN_HTTP).
