@@ -1,11 +1,19 @@
 # reef: the two commands a newcomer needs are `make demo` and `make test`.
-PYTHON ?= python3
+# Every target runs the project virtualenv's Python (.venv, made by scripts/setup.sh).
+VENV ?= .venv
+PYTHON ?= $(VENV)/bin/python
+# Console scripts of the virtualenv (vng, virtme-run, ruff) come first on PATH.
+export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo demo-processes test lint bench
+.PHONY: setup venv demo demo-processes test lint bench release
 
-## Install everything (Debian packages, Python packages, control-plane binaries, VM kernel).
+## Install everything (Debian packages, the virtualenv, Go, control-plane binaries, VM kernel).
 setup:
 	bash scripts/setup.sh
+
+## Only the virtualenv (and Debian's python3-venv if missing): enough for `make lint`.
+venv:
+	bash scripts/setup.sh python
 
 ## helm install reef onto three real kubelet nodes of a local control plane; show pods, mesh, pings.
 demo: setup
@@ -20,7 +28,7 @@ test: setup
 	$(PYTHON) -m pytest
 
 ## ruff, mypy --strict, import contracts.
-lint:
+lint: venv
 	$(PYTHON) -m ruff check operator tests bench
 	$(PYTHON) -m ruff format --check operator tests bench
 	$(PYTHON) -m mypy
@@ -32,3 +40,8 @@ bench: setup
 	$(PYTHON) -m bench.agent_startup --runs 6
 	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5
 	$(PYTHON) -m bench.agent_rollout --nodes 3
+
+## Publish: the chart to oci://$(REGISTRY)/charts and the image to $(REGISTRY)/reef
+## (see scripts/release.sh for PLATFORMS, BASE, PLAIN_HTTP).
+release:
+	REGISTRY="$(REGISTRY)" bash scripts/release.sh

@@ -1,4 +1,4 @@
-"""One image, several entry points: ``reef operator``, ``reef agent``, ``reef keygen``."""
+"""One image, several entry points: ``reef operator``, ``reef agent``, ``reef version``."""
 
 import argparse
 import sys
@@ -9,7 +9,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="reef",
         description="Permanent WireGuard mesh addresses for Kubernetes nodes.",
-        epilog="Settings come from REEF_* environment variables; see the README.",
+        epilog="Settings come from REEF_* environment variables; see docs/settings.md.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("operator", help="run the allocation operator (kopf)")

@@ -28,6 +28,7 @@ def _read_pins(path: Path) -> dict[str, str]:
 _PINS = _read_pins(VERSIONS_FILE)
 
 KUBERNETES_VERSION: str = _PINS["K8S_VERSION"]
+GO_TOOLCHAIN: str = _PINS["GO_TOOLCHAIN"]
 """kube-apiserver and kube-controller-manager release, e.g. ``v1.36.3``."""
 
 ETCD_VERSION: str = _PINS["ETCD_VERSION"]

@@ -12,6 +12,7 @@ from reef.agent.agent import Agent
 from reef.kube.client import Kube, load_api_client
 from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
+from reef.observability.metrics import report_build_info, report_readiness
 from reef.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,7 @@ async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
     agent = Agent(settings, kube)
     loop = asyncio.get_running_loop()
     probes.attach(loop, agent.readiness)
+    report_readiness(agent.readiness)
     for signum in (signal.SIGTERM, signal.SIGINT):
         # Stop without touching the interface: traffic keeps flowing through an upgrade.
         loop.add_signal_handler(signum, agent.request_stop)
@@ -43,6 +45,7 @@ def run_agent() -> int:
     configure_logging(settings.log_format, settings.log_level)
     # /metrics, /healthz and /readyz; started before the loop so a probe never sees a refusal
     # that the kubelet would count as a failure during start-up.
+    report_build_info("agent")
     probes = ProbeServer(settings.metrics_port, settings.bind_address)
     probes.start()
     log.info(

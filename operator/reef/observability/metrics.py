@@ -1,6 +1,17 @@
 """Prometheus metrics of both processes; names follow the ``reef_<component>_`` convention."""
 
+import platform
+from collections.abc import Callable
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from reef import __version__
+
+BUILD_INFO = Gauge(
+    "reef_build_info",
+    "reef's version and the process it runs as (value is always 1); absent = not running.",
+    ["component", "version", "python_version"],
+)
 
 ALLOCATIONS = Counter(
     "reef_operator_allocations_total",
@@ -61,9 +72,23 @@ AGENT_SYNC_DURATION = Histogram(
     "Time to plan and apply one peer-set change to the device.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+AGENT_READY = Gauge(
+    "reef_agent_ready",
+    "1 while the interface is configured with the permanent address (as /readyz), else 0.",
+)
 AGENT_BACKEND = Gauge(
     "reef_agent_backend_info", "The WireGuard backend in use (value is always 1).", ["backend"]
 )
+
+
+def report_build_info(component: str) -> None:
+    """Set ``reef_build_info{component=...}`` for this process (operator or agent)."""
+    BUILD_INFO.labels(component, __version__, platform.python_version()).set(1)
+
+
+def report_readiness(readiness: Callable[[], tuple[bool, str]]) -> None:
+    """Make ``reef_agent_ready`` ask ``readiness`` at every scrape (never stale)."""
+    AGENT_READY.set_function(lambda: 1.0 if readiness()[0] else 0.0)
 
 
 def serve_metrics(port: int, address: str = "0.0.0.0") -> None:

@@ -5,7 +5,7 @@ import asyncio
 import kopf
 
 from reef.observability.logs import configure_logging
-from reef.observability.metrics import serve_metrics
+from reef.observability.metrics import report_build_info, serve_metrics
 from reef.settings import OperatorSettings
 
 
@@ -14,6 +14,7 @@ def run_operator() -> int:
     configure_logging(settings.log_format, settings.log_level)
     import reef.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
+    report_build_info("operator")
     serve_metrics(settings.metrics_port, settings.bind_address)
     liveness = (
         f"http://{settings.bind_address}:{settings.health_port}/healthz"
