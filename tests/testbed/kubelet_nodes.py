@@ -170,21 +170,26 @@ def _shim_pids(containerd_socket: Path) -> set[int]:
 
 
 def _kill_and_reap(pids: set[int]) -> None:
-    """SIGKILL each PID and wait (on its pidfd) until it is gone."""
-    fds: list[int] = []
+    """SIGKILL each PID and wait (on its pidfd) until it is gone.
+
+    Shims and containers whose parents died are re-parented to us (the namespace lab makes
+    the test process a child subreaper), so each is reaped here by its own PID — never
+    with ``waitpid(-1)``, which could take another child's exit status from subprocess.
+    """
+    fds: dict[int, int] = {}
     for pid in pids:
         try:
-            fds.append(os.pidfd_open(pid))
+            fds[pid] = os.pidfd_open(pid)
             os.kill(pid, signal.SIGKILL)
         except (ProcessLookupError, OSError):
             continue
     deadline = time.monotonic() + _STOP_GRACE
-    for fd in fds:
+    for pid, fd in fds.items():
         with contextlib.suppress(OSError):
             select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
         os.close(fd)
         with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(-1, os.WNOHANG)
+            os.waitpid(pid, os.WNOHANG)
 
 
 class KubeletCluster:
