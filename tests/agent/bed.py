@@ -24,8 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyroute2 import IPRoute
-
+from tests.testbed import netns
 from tests.testbed.apiproxy import ApiProxy
 from tests.testbed.netns import Lab, Node, netns_nodes
 
@@ -204,30 +203,25 @@ class AgentBed:
         self.lab[src].run("ping", "-n", "-c", str(count), "-W", str(wait), address)
 
 
-def _link_exists(netlink: IPRoute, ifname: str) -> bool:
-    return bool(netlink.link_lookup(ifname=ifname))
-
-
 def wait_for_link_gone(node: Node, ifname: str, timeout: float = 30.0) -> None:
     """Block until ``ifname`` no longer exists in ``node`` (rtnetlink events, no polling).
 
-    The subscription comes first and the existence check second, on the same netlink
-    socket: a deletion between the two is then either seen by the check or delivered as
-    an event. (Starting ``ip monitor`` and then checking raced: the monitor subscribes
-    some time after it starts, and a deletion in that gap was never seen.)
+    The subscription comes first and the existence check second (tests/testbed/netns.py's
+    ``link_watch``): a deletion between the two is then either seen by the check or
+    delivered as an event. (Starting ``ip monitor`` and then checking raced: the monitor
+    subscribes some time after it starts, and a deletion in that gap was never seen.)
     """
-    with IPRoute(netns=node.netns) as netlink:
-        netlink.bind()  # subscribed to link events from here on
-        if not _link_exists(netlink, ifname):
+    events, exists = netns.link_watch(node.netns, ifname)
+    with events:
+        if not exists:
             return
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([netlink.fileno()], [], [], remaining)[0]:
+            if remaining <= 0 or not select.select([events], [], [], remaining)[0]:
                 raise AssertionError(f"{ifname} still exists in {node.name} after {timeout}s")
-            for message in netlink.get():
-                if message["event"] == "RTM_DELLINK" and message.get_attr("IFLA_IFNAME") == ifname:
-                    return
+            if ifname in netns.deleted_link_names(events.recv(65536)):
+                return
 
 
 @contextlib.contextmanager

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 
 import pytest
-from pyroute2 import IPRoute
 
-from tests.agent import bed
 from tests.agent.bed import wait_for_link_gone
+from tests.testbed import netns
 from tests.testbed.netns import netns_nodes
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="namespace nodes need root")
@@ -23,15 +23,15 @@ def test_a_link_deleted_right_after_the_existence_check_is_still_seen(
     with netns_nodes(["w"]) as lab:
         node = lab["w"]
         node.run("ip", "link", "add", "gone0", "type", "veth", "peer", "name", "gone1")
-        exists = bed._link_exists
+        watch = netns.link_watch
 
-        def check_then_delete(netlink: IPRoute, ifname: str) -> bool:
-            found = exists(netlink, ifname)
+        def watch_then_delete(name: str, ifname: str) -> tuple[socket.socket, bool]:
+            watched = watch(name, ifname)
             # The deletion lands exactly in the gap, every time, instead of once in a while.
             subprocess.run(["ip", "-n", node.netns, "link", "del", ifname], check=True)
-            return found
+            return watched
 
-        monkeypatch.setattr(bed, "_link_exists", check_then_delete)
+        monkeypatch.setattr(netns, "link_watch", watch_then_delete)
         wait_for_link_gone(node, "gone0", timeout=10)
 
 

@@ -32,11 +32,13 @@ import secrets
 import select
 import signal
 import socket
+import struct
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 UNDERLAY = ipaddress.ip_network("198.18.0.0/24")
 _STOP_TIMEOUT = 10.0
@@ -49,18 +51,22 @@ def _ip(*args: str) -> None:
 
 
 _CLONE_NEWNET = 0x40000000
+_T = TypeVar("_T")
 
 
-def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.socket:
-    """A TCP connection made from inside network namespace ``netns``.
+def _in_netns(netns: str, make: Callable[[], _T]) -> _T:
+    """``make()`` run on a short-lived thread inside network namespace ``netns``.
 
     A socket belongs to the namespace it was created in, and ``setns`` changes only the
-    calling thread's: a short-lived thread enters ``netns``, connects and ends, so the
-    test process itself never leaves the host namespace.
+    calling thread's: the thread enters ``netns``, makes the socket and ends, so the test
+    process itself never leaves the host namespace. (Not pyroute2's ``netns=``: it forks
+    the whole test process, and a SIGTERM reaching that copy — which pytest's handlers
+    turn into KeyboardInterrupt — runs the copy's fixture teardowns: it stopped the
+    control plane under a running test.)
     """
-    result: dict[str, socket.socket | OSError] = {}
+    result: dict[str, Any] = {}
 
-    def connect() -> None:
+    def run() -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
         try:
@@ -68,20 +74,70 @@ def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.s
                 errno = ctypes.get_errno()
                 result["error"] = OSError(errno, f"setns into {netns}: {os.strerror(errno)}")
                 return
-            result["socket"] = socket.create_connection(address, timeout=timeout)
+            result["value"] = make()
         except OSError as error:
             result["error"] = error
         finally:
             os.close(fd)
 
-    thread = threading.Thread(target=connect, name=f"connect-in-{netns}")
+    thread = threading.Thread(target=run, name=f"in-{netns}")
     thread.start()
     thread.join()
-    connected = result.get("socket")
-    if isinstance(connected, socket.socket):
-        return connected
-    error = result.get("error")
-    raise error if isinstance(error, OSError) else OSError(f"no connection in {netns}")
+    if "error" in result:
+        raise result["error"]
+    value: _T = result["value"]
+    return value
+
+
+def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.socket:
+    """A TCP connection made from inside network namespace ``netns``."""
+    return _in_netns(netns, lambda: socket.create_connection(address, timeout=timeout))
+
+
+_RTMGRP_LINK = 1
+_RTM_DELLINK = 17
+_IFLA_IFNAME = 3
+_NLMSG_HEADER = struct.Struct("=IHHII")
+_IFINFOMSG_SIZE = 16
+_RTATTR_HEADER = struct.Struct("=HH")
+
+
+def deleted_link_names(data: bytes) -> list[str]:
+    """Interface names of the RTM_DELLINK messages in one rtnetlink datagram."""
+    names: list[str] = []
+    offset = 0
+    while offset + _NLMSG_HEADER.size <= len(data):
+        length, kind, _, _, _ = _NLMSG_HEADER.unpack_from(data, offset)
+        if length < _NLMSG_HEADER.size:
+            break
+        if kind == _RTM_DELLINK:
+            attr = offset + _NLMSG_HEADER.size + _IFINFOMSG_SIZE
+            while attr + _RTATTR_HEADER.size <= offset + length:
+                attr_length, attr_type = _RTATTR_HEADER.unpack_from(data, attr)
+                if attr_length < _RTATTR_HEADER.size:
+                    break
+                if attr_type == _IFLA_IFNAME:
+                    raw = data[attr + _RTATTR_HEADER.size : attr + attr_length]
+                    names.append(raw.rstrip(b"\0").decode())
+                attr += (attr_length + 3) & ~3
+        offset += (length + 3) & ~3
+    return names
+
+
+def link_watch(netns: str, ifname: str) -> tuple[socket.socket, bool]:
+    """A socket subscribed to ``netns``'s link events, and whether ``ifname`` exists —
+    checked *after* subscribing, so a deletion is either seen here or arrives as an event."""
+
+    def subscribe_then_check() -> tuple[socket.socket, bool]:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock.bind((0, _RTMGRP_LINK))
+        try:
+            socket.if_nametoindex(ifname)
+        except OSError:
+            return sock, False
+        return sock, True
+
+    return _in_netns(netns, subscribe_then_check)
 
 
 def _become_subreaper() -> None:
