@@ -34,6 +34,7 @@ from tests.install.test_least_privilege import (
     message,
     policy_denial,
     rbac_denial,
+    routes_policy_sees,
     wait_for_policy_in_force,
 )
 from tests.support.mesh import Body, MeshApi, condition, wait_for_agents, wait_for_event
@@ -155,6 +156,7 @@ def test_an_allowlisted_prefix_is_routed_everywhere_and_cluster_ranges_never(
     b = agents.node_name("b")
     wait_for_agents(mesh, network, ready_with_peers(agents, ["a", "b", "c"], 2), timeout=90)
     network_publishes(mesh, network, {SERVICE_RANGE, POD_CIDR})
+    routes_policy_sees(mesh, b, [SERVICE_RANGE], admitted=False)
 
     # Inside the allowlist: routed to b on every other node, and traffic gets there.
     mesh.patch_agent(b, {"spec": {"extraAllowedIPs": [SITE]}})

@@ -612,18 +612,69 @@ def test_an_external_host_identity_writes_only_its_own_nodeless_meshagent(
         _remove_quietly(partial(admin.delete_agent, name))
 
 
+def _set_allowlist(admin: MeshApi, network: str, prefixes: list[str]) -> None:
+    admin.custom.patch_cluster_custom_object(
+        names.GROUP,
+        names.VERSION,
+        names.MESH_NETWORK_PLURAL,
+        network,
+        {"spec": {"routablePrefixes": prefixes}},
+    )
+
+
+def verdict_eventually(
+    call: Callable[[], object], policy: str, *, admitted: bool, timeout: float = 30.0
+) -> None:
+    """A new policy, or a changed parameter of one (a MeshNetwork), takes effect a moment
+    later: the API server loads them through informers, with no event to watch. Repeat
+    the dry-run ``call`` until ``policy`` admits it (or refuses it, ``admitted=False``)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            call()
+            verdict = True
+        except ApiException as error:
+            if error.status != FORBIDDEN or policy not in message(error):
+                raise
+            verdict = False
+        if verdict == admitted:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{policy}: still {'refused' if admitted else 'admitted'}")
+        # Back-off between probes: nothing to watch for a policy being loaded.
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def routes_policy_sees(admin: MeshApi, agent: str, extras: list[str], *, admitted: bool) -> None:
+    """Until the routes policy admits (or refuses) ``extras`` on MeshAgent ``agent``."""
+    dry_run = partial(
+        admin.custom.patch_cluster_custom_object,
+        names.GROUP,
+        names.VERSION,
+        names.MESH_AGENT_PLURAL,
+        agent,
+        {"spec": {"extraAllowedIPs": extras}},
+        dry_run="All",
+    )
+    verdict_eventually(dry_run, "-routes.mesh.reef.dev", admitted=admitted)
+
+
 def test_admins_route_only_inside_the_networks_allowlist(
-    release: Release, kube_api: ApiClient, agents: Callable[[str], Agent]
+    installed: Release, kube_api: ApiClient, agents: Callable[[str], Agent]
 ) -> None:
     """The routes policy binds everyone, admins included; the CRD keeps the pool out of
     the allowlist; a narrowed allowlist never blocks a member's other writes."""
-    release.install(network={"routablePrefixes": ["10.9.0.0/16"]})
-    wait_for_policy_in_force(kube_api, release)
+    release = installed
     admin = MeshApi(kube_api)
+    _set_allowlist(admin, release.network, ["10.9.0.0/16"])
     agent = agents("a")
     body = agent.body()
     body["spec"]["network"] = release.network
     agent.create(body)
+    routes_policy_sees(admin, agent.node, ["10.9.3.0/24"], admitted=True)
+    routes_policy_sees(admin, agent.node, ["10.8.0.0/24"], admitted=False)
 
     admin.patch_agent(agent.node, {"spec": {"extraAllowedIPs": ["10.9.3.0/24"]}})
     outside = denied(
@@ -639,26 +690,69 @@ def test_admins_route_only_inside_the_networks_allowlist(
     )
     assert "0.0.0.0/0" in message(everything), message(everything)
 
-    pool = denied(
-        lambda: admin.custom.patch_cluster_custom_object(
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-            release.network,
-            {"spec": {"routablePrefixes": ["10.9.0.0/16", "100.64.0.0/8"]}},
-        )
-    )
+    pool = denied(partial(_set_allowlist, admin, release.network, ["10.9.0.0/16", "100.64.0.0/8"]))
     assert pool.status == 422, message(pool)
     assert "routablePrefixes must not overlap the pool" in message(pool)
 
-    admin.custom.patch_cluster_custom_object(
-        names.GROUP,
-        names.VERSION,
-        names.MESH_NETWORK_PLURAL,
-        release.network,
-        {"spec": {"routablePrefixes": ["172.16.0.0/12"]}},
-    )
+    _set_allowlist(admin, release.network, ["172.16.0.0/12"])
     # 10.9.3.0/24 is no longer allowed (agents drop it and say so); writes that leave it
     # alone go through.
     patched = agent.patch(agent.node, {"spec": {"endpoint": "198.18.0.14:51820"}})
     assert patched["spec"]["extraAllowedIPs"] == ["10.9.3.0/24"]
+
+
+def test_the_operators_token_cannot_rewrite_any_spec(
+    installed: Release, kube_api: ApiClient, agents: Callable[[str], Agent]
+) -> None:
+    """RBAC lets the operator patch MeshAgents and MeshNetworks (for finalizers); the
+    operator policy keeps a stolen operator token from changing a role, a route or the
+    allowlist."""
+    agent = agents("a")
+    agent.create(agent.body())
+    token = request_token(kube_api, installed.namespace, installed.operator_account)
+    client = api_client_for_token(kube_api, token)
+    operator = kubernetes.client.CustomObjectsApi(client)
+    refusal = "the reef operator may change the metadata (finalizers) and status"
+    try:
+        verdict_eventually(
+            partial(
+                operator.patch_cluster_custom_object,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                agent.node,
+                {"spec": {"role": "Hub"}},
+                dry_run="All",
+            ),
+            f"{installed.operator_account}.mesh.reef.dev",
+            admitted=False,
+        )
+        for plural, name, spec in [
+            (names.MESH_AGENT_PLURAL, agent.node, {"role": "Hub"}),
+            (names.MESH_AGENT_PLURAL, agent.node, {"endpoint": "198.18.0.66:51820"}),
+            (names.MESH_NETWORK_PLURAL, installed.network, {"routablePrefixes": ["10.0.0.0/8"]}),
+        ]:
+            error = denied(
+                partial(
+                    operator.patch_cluster_custom_object,
+                    names.GROUP,
+                    names.VERSION,
+                    plural,
+                    name,
+                    {"spec": spec},
+                )
+            )
+            said = message(error)
+            assert error.status == FORBIDDEN, said
+            assert f"'{installed.operator_account}.mesh.reef.dev'" in said, said
+            assert refusal in said, said
+        # Its own job, a finalizer in metadata, still goes through.
+        operator.patch_cluster_custom_object(
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            agent.node,
+            {"metadata": {"finalizers": None}},
+        )
+    finally:
+        client.close()
