@@ -9,18 +9,21 @@ bound to a Pod on its Node, exactly what a DaemonSet Pod holds.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
 import select
-import subprocess
+import socket
 import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
+from pyroute2 import IPRoute
 
 from reef.api import names
 from tests.agent.bed import AgentBed
@@ -204,38 +207,41 @@ def test_an_allowlisted_prefix_is_routed_everywhere_and_cluster_ranges_never(
 def wait_for_route(
     bed: AgentBed, name: str, prefix: str, *, present: bool = True, timeout: float = 30.0
 ) -> None:
-    """Until ``prefix`` is (or is no longer) routed via the node's interface: by
-    ``ip monitor route``, no polling."""
+    """Until ``prefix`` is (or is no longer) routed via the node's interface, by rtnetlink
+    events: subscribed first, then checked, on one socket (as wait_for_link_gone), so a
+    change between the two is either seen by the check or delivered as an event."""
     node = bed.node(name)
-    monitor = subprocess.Popen(
-        ["ip", "-n", node.netns, "monitor", "route"], stdout=subprocess.PIPE, text=True
-    )
-    try:
-        if (prefix in routes(bed, name)) == present:
+    wanted = ipaddress.ip_network(prefix)
+    with IPRoute(netns=node.netns) as netlink:
+        netlink.bind()  # subscribed to route events from here on
+        (index,) = netlink.link_lookup(ifname=node.wg_ifname)
+        if (prefix in _routes(netlink, index)) == present:
             return
-        assert monitor.stdout is not None
-        deleted = re.compile(r"^Deleted ")
-        for line in _lines_until(monitor, timeout):
-            if prefix in line and node.wg_ifname in line and bool(deleted.match(line)) != present:
-                return
-        raise AssertionError(
-            f"{prefix} {'not ' if present else ''}routed on {name} after {timeout}s"
-        )
-    finally:
-        monitor.terminate()
-        monitor.wait()
+        deadline = time.monotonic() + timeout
+        event = "RTM_NEWROUTE" if present else "RTM_DELROUTE"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([netlink.fileno()], [], [], remaining)[0]:
+                raise AssertionError(
+                    f"{prefix} {'not ' if present else 'still '}routed on {name} after {timeout}s"
+                )
+            for message in netlink.get():
+                if (
+                    message["event"] == event
+                    and message.get_attr("RTA_OIF") == index
+                    and _destination(message) == wanted
+                ):
+                    return
 
 
-def _lines_until(process: subprocess.Popen[str], timeout: float) -> Iterator[str]:
-    assert process.stdout is not None
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        if not select.select([process.stdout], [], [], remaining)[0]:
-            return
-        line = process.stdout.readline()
-        if not line:
-            return
-        yield line
+def _destination(message: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    family = message["family"]
+    default = "0.0.0.0" if family == socket.AF_INET else "::"
+    return ipaddress.ip_network(f"{message.get_attr('RTA_DST') or default}/{message['dst_len']}")
+
+
+def _routes(netlink: IPRoute, index: int) -> set[str]:
+    return {str(_destination(m)) for m in netlink.get_routes(oif=index)}
 
 
 def hostile_token(
