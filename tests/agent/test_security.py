@@ -203,6 +203,31 @@ def test_an_allowlisted_prefix_is_routed_everywhere_and_cluster_ranges_never(
         for reserved in (SERVICE_RANGE, POD_CIDR):
             assert reserved not in routes(agents, name)
 
+    # Allowed again, then a new Node gets that range as its pod CIDR: the cluster's own
+    # range wins, on every node, and b says which range it collides with.
+    mesh.custom.patch_cluster_custom_object(
+        names.GROUP,
+        names.VERSION,
+        names.MESH_NETWORK_PLURAL,
+        network,
+        {"spec": {"routablePrefixes": ["10.0.0.0/8"]}},
+    )
+    for name in ("a", "c"):
+        wait_for_route(agents, name, SITE)
+    nodes(f"{network}-late", (SITE,))
+    collision = f"{SITE} overlaps the cluster's own range {SITE}"
+    wait_for_agents(
+        mesh,
+        network,
+        lambda objs: (
+            collision in (condition(objs.get(b) or {}, "Configured") or {}).get("message", "")
+        ),
+        timeout=60,
+    )
+    for name in ("a", "c"):
+        wait_for_route(agents, name, SITE, present=False)
+        assert SITE not in wg_allows(agents, name, "b")
+
 
 def wait_for_route(
     bed: AgentBed, name: str, prefix: str, *, present: bool = True, timeout: float = 30.0
