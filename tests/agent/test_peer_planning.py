@@ -298,3 +298,19 @@ def test_a_member_reusing_a_public_key_is_skipped() -> None:
     assert plan.peers == ()
     assert plan.skipped[0].name == "twin"
     assert "also used by me" in plan.skipped[0].reason
+
+
+def test_an_extra_covering_another_members_address_skips_the_younger_member() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 4)]
+    me = member("me", keys[0], address="100.64.0.1")
+    # An address outside the pool (a hand-edited status) inside an allowed prefix.
+    odd = member("odd", keys[1], address="10.9.0.5", age=1)
+    site = member("site", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routablePrefixes=("10.9.0.0/16",))
+
+    plan = plan_peers(me, keys[0].public_key(), [me, odd, site], network)
+
+    assert sorted(plan.names.values()) == ["odd"]
+    assert [(s.name, s.reason) for s in plan.skipped] == [
+        ("site", "extraAllowedIPs 10.9.0.0/24 overlaps 10.9.0.5/32 of odd")
+    ]
