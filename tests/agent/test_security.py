@@ -9,21 +9,16 @@ bound to a Pod on its Node, exactly what a DaemonSet Pod holds.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import secrets
-import select
-import socket
-import time
+import sys
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import kubernetes.client
 import pytest
 from kubernetes.client import ApiClient
-from pyroute2 import IPRoute
 
 from reef.api import names
 from tests.agent.bed import AgentBed
@@ -229,44 +224,47 @@ def test_an_allowlisted_prefix_is_routed_everywhere_and_cluster_ranges_never(
         assert SITE not in wg_allows(agents, name, "b")
 
 
+_WAIT_FOR_ROUTE = """
+import ipaddress, select, sys, time
+from pyroute2 import IPRoute
+prefix, ifname, present, timeout = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
+wanted = ipaddress.ip_network(prefix)
+def destination(m):
+    default = "0.0.0.0" if m["family"] == 2 else "::"
+    return ipaddress.ip_network(f"{m.get_attr('RTA_DST') or default}/{m['dst_len']}")
+with IPRoute() as netlink:
+    netlink.bind()  # subscribed to route events from here on
+    (index,) = netlink.link_lookup(ifname=ifname)
+    if (wanted in {destination(m) for m in netlink.get_routes(oif=index)}) == present:
+        sys.exit(0)
+    event = "RTM_NEWROUTE" if present else "RTM_DELROUTE"
+    deadline = time.monotonic() + timeout
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not select.select([netlink.fileno()], [], [], remaining)[0]:
+            break
+        for m in netlink.get():
+            if m["event"] == event and m.get_attr("RTA_OIF") == index and destination(m) == wanted:
+                sys.exit(0)
+sys.exit(1)
+"""
+
+
 def wait_for_route(
     bed: AgentBed, name: str, prefix: str, *, present: bool = True, timeout: float = 30.0
 ) -> None:
     """Until ``prefix`` is (or is no longer) routed via the node's interface, by rtnetlink
-    events: subscribed first, then checked, on one socket (as wait_for_link_gone), so a
-    change between the two is either seen by the check or delivered as an event."""
+    events inside the node: subscribed first, then checked, on one socket (as
+    wait_for_link_gone), so a change between the two is seen by the check or as an event."""
     node = bed.node(name)
-    wanted = ipaddress.ip_network(prefix)
-    with IPRoute(netns=node.netns) as netlink:
-        netlink.bind()  # subscribed to route events from here on
-        (index,) = netlink.link_lookup(ifname=node.wg_ifname)
-        if (prefix in _routes(netlink, index)) == present:
-            return
-        deadline = time.monotonic() + timeout
-        event = "RTM_NEWROUTE" if present else "RTM_DELROUTE"
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([netlink.fileno()], [], [], remaining)[0]:
-                raise AssertionError(
-                    f"{prefix} {'not ' if present else 'still '}routed on {name} after {timeout}s"
-                )
-            for message in netlink.get():
-                if (
-                    message["event"] == event
-                    and message.get_attr("RTA_OIF") == index
-                    and _destination(message) == wanted
-                ):
-                    return
-
-
-def _destination(message: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    family = message["family"]
-    default = "0.0.0.0" if family == socket.AF_INET else "::"
-    return ipaddress.ip_network(f"{message.get_attr('RTA_DST') or default}/{message['dst_len']}")
-
-
-def _routes(netlink: IPRoute, index: int) -> set[str]:
-    return {str(_destination(m)) for m in netlink.get_routes(oif=index)}
+    args = (prefix, node.wg_ifname, "1" if present else "0", str(timeout))
+    result = node.run(
+        sys.executable, "-c", _WAIT_FOR_ROUTE, *args, check=False, timeout=timeout + 10
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{prefix} {'not ' if present else 'still '}routed on {name} after {timeout}s"
+            f" (routes: {sorted(routes(bed, name))}){result.stderr}"
+        )
 
 
 def hostile_token(
