@@ -71,11 +71,6 @@ class AgentSettings(KubeSettings):
     node_ip: str | None = Field(
         None, description="This node's underlay address (downward API status.hostIP)."
     )
-    role: Literal["Agent", "Hub"] | None = Field(
-        None,
-        description="spec.role the agent writes (Hub: every member peers with it); unset keeps"
-        " whatever the MeshAgent says, so an admin may set it with kubectl.",
-    )
     backend: Literal["auto", "kernel", "userspace"] = Field(
         "auto", description="auto picks kernel WireGuard when the module is there."
     )

@@ -180,7 +180,10 @@ def test_in_hub_topology_spokes_reach_each_other_only_through_the_hub(
 ) -> None:
     nodes = ["h", "s1", "s2"]
     agents = bed(nodes, topology="Hub")
-    agents.start("h", REEF_ROLE="Hub")
+    # role is admin-owned: the admin promotes h once it has registered (the agent no
+    # longer writes spec.role, and its token could not).
+    agents.start("h").phase("registered")
+    mesh.patch_agent(agents.node_name("h"), {"spec": {"role": "Hub"}})
     agents.start("s1")
     agents.start("s2")
     objects = wait_for_agents(

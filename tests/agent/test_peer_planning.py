@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reef.agent.peers import plan_peers
+from reef.agent.peers import plan_peers, tunnel_keepalive
 from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology, parse_mesh_agent
 from reef.dataplane import Key
 
@@ -27,6 +27,7 @@ def member(
     endpoint: str = "",
     age: int = 0,
     deleting: bool = False,
+    keepalive: int | None = None,
 ) -> MeshAgent:
     metadata: dict[str, Any] = {
         "name": name,
@@ -34,15 +35,18 @@ def member(
     }
     if deleting:
         metadata["deletionTimestamp"] = EPOCH.isoformat()
+    spec: dict[str, Any] = {
+        "publicKey": key.public_key().base64(),
+        "role": role,
+        "endpoint": endpoint,
+        "extraAllowedIPs": list(extras),
+    }
+    if keepalive is not None:
+        spec["persistentKeepalive"] = keepalive
     return parse_mesh_agent(
         {
             "metadata": metadata,
-            "spec": {
-                "publicKey": key.public_key().base64(),
-                "role": role,
-                "endpoint": endpoint,
-                "extraAllowedIPs": list(extras),
-            },
+            "spec": spec,
             "status": {"addresses": [address] if address else []},
         }
     )
@@ -88,13 +92,22 @@ def meshes(draw: st.DrawFn) -> tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpe
                 key,
             )
         )
-    return members, MeshNetworkSpec(cidrs=("100.64.0.0/24",), topology=topology)
+    allowlist = draw(st.sampled_from([(), ("10.0.0.0/8",), ("10.0.0.0/8", "192.168.0.0/16")]))
+    return members, MeshNetworkSpec(
+        cidrs=("100.64.0.0/24",), topology=topology, routablePrefixes=allowlist
+    )
+
+
+CLUSTER_PREFIXES = (ipaddress.ip_network("10.1.0.0/16"),)
+"""The cluster's own range (service or pods) in the drawn meshes: never routed."""
 
 
 def plans(members: list[tuple[MeshAgent, Key]], network: MeshNetworkSpec) -> dict[str, Any]:
     agents = [m for m, _ in members]
     return {
-        me.name: plan_peers(me, key.public_key(), agents, network)
+        me.name: plan_peers(
+            me, key.public_key(), agents, network, cluster_prefixes=CLUSTER_PREFIXES
+        )
         for me, key in members
         if me.metadata.deletion_timestamp is None and me.status.addresses
     }
@@ -158,12 +171,90 @@ def test_in_hub_topology_spokes_peer_only_with_hubs(
             assert all(by_name[peer].spec.role is Role.HUB for peer in plan.names.values())
 
 
+@settings(max_examples=300, deadline=None)
+@given(meshes())
+def test_only_addresses_and_allowlisted_prefixes_outside_the_cluster_ranges_are_routed(
+    case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
+) -> None:
+    members, network = case
+    host_routes = {ipaddress.ip_network(f"{a}/32") for m, _ in members for a in m.status.addresses}
+    reserved = [*network.networks, *CLUSTER_PREFIXES]
+    for plan in plans(members, network).values():
+        for net in (n for p in plan.peers for n in p.allowed_ips):
+            if net in host_routes:
+                continue
+            assert any(net.subnet_of(a) for a in network.routable_networks), net
+            assert not any(net.overlaps(r) for r in reserved), net
+
+
+def test_a_prefix_outside_the_allowlist_is_dropped_alone_and_its_member_is_told_why() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 4)]
+    me = member("me", keys[0], address="100.64.0.1")
+    site = member(
+        "site",
+        keys[1],
+        address="100.64.0.2",
+        extras=("10.9.0.0/24", "172.16.0.0/24", "10.96.0.0/24", "100.64.0.128/25"),
+    )
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routablePrefixes=("10.0.0.0/8",))
+    cluster = (ipaddress.ip_network("10.96.0.0/12"),)
+
+    seen_by_me = plan_peers(me, keys[0].public_key(), [me, site], network, cluster_prefixes=cluster)
+    own = plan_peers(site, keys[1].public_key(), [me, site], network, cluster_prefixes=cluster)
+
+    (peer,) = seen_by_me.peers
+    assert [str(n) for n in peer.allowed_ips] == ["10.9.0.0/24", "100.64.0.2/32"]
+    assert seen_by_me.skipped == ()
+    assert own.refused_routes == (
+        "172.16.0.0/24 is outside the MeshNetwork's routablePrefixes [10.0.0.0/8]",
+        "10.96.0.0/24 overlaps the cluster's own range 10.96.0.0/12",
+        "100.64.0.128/25 overlaps the pool 100.64.0.0/24",
+    )
+    assert seen_by_me.refused_routes == ()
+
+
+def test_with_no_allowlist_a_member_routes_only_its_own_addresses() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 3)]
+    me = member("me", keys[0], address="100.64.0.1")
+    greedy = member("greedy", keys[1], address="100.64.0.2", extras=("0.0.0.0/0",))
+
+    plan = plan_peers(
+        me, keys[0].public_key(), [me, greedy], MeshNetworkSpec(cidrs=("100.64.0.0/24",))
+    )
+
+    assert [str(n) for n in plan.peers[0].allowed_ips] == ["100.64.0.2/32"]
+
+
+def test_keepalive_overrides_are_agreed_by_both_ends_of_a_tunnel() -> None:
+    assert tunnel_keepalive(None, None, 25) == 25
+    assert tunnel_keepalive(10, None, 25) == 10
+    assert tunnel_keepalive(None, 0, 25) == 0
+    assert tunnel_keepalive(0, 15, 25) == 15
+    assert tunnel_keepalive(40, 15, 25) == 15
+    assert tunnel_keepalive(0, 0, 25) == 0
+    keys = [Key(bytes([i]) * 32) for i in range(1, 4)]
+    natted = member("natted", keys[0], address="100.64.0.1", keepalive=5)
+    b = member("b", keys[1], address="100.64.0.2")
+    c = member("c", keys[2], address="100.64.0.3")
+    agents = [natted, b, c]
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), persistentKeepalive=25)
+
+    def keepalives(me: MeshAgent, key: Key) -> dict[str, int]:
+        plan = plan_peers(me, key.public_key(), agents, network)
+        return {plan.names[p.public_key]: p.persistent_keepalive for p in plan.peers}
+
+    assert keepalives(natted, keys[0]) == {"b": 5, "c": 5}
+    assert keepalives(b, keys[1]) == {"natted": 5, "c": 25}
+
+
 def test_a_spokes_first_hub_carries_the_other_spokes_addresses() -> None:
     keys = [Key(bytes([i]) * 32) for i in range(1, 5)]
     hub = member("hub", keys[0], address="100.64.0.1", role="Hub", endpoint="198.18.0.1:51820")
     s1 = member("s1", keys[1], address="100.64.0.2", age=1)
     s2 = member("s2", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
-    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), topology=Topology.HUB)
+    network = MeshNetworkSpec(
+        cidrs=("100.64.0.0/24",), topology=Topology.HUB, routablePrefixes=("10.9.0.0/16",)
+    )
 
     plan = plan_peers(s1, keys[1].public_key(), [hub, s1, s2], network)
 
@@ -207,3 +298,19 @@ def test_a_member_reusing_a_public_key_is_skipped() -> None:
     assert plan.peers == ()
     assert plan.skipped[0].name == "twin"
     assert "also used by me" in plan.skipped[0].reason
+
+
+def test_an_extra_covering_another_members_address_skips_the_younger_member() -> None:
+    keys = [Key(bytes([i]) * 32) for i in range(1, 4)]
+    me = member("me", keys[0], address="100.64.0.1")
+    # An address outside the pool (a hand-edited status) inside an allowed prefix.
+    odd = member("odd", keys[1], address="10.9.0.5", age=1)
+    site = member("site", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routablePrefixes=("10.9.0.0/16",))
+
+    plan = plan_peers(me, keys[0].public_key(), [me, odd, site], network)
+
+    assert sorted(plan.names.values()) == ["odd"]
+    assert [(s.name, s.reason) for s in plan.skipped] == [
+        ("site", "extraAllowedIPs 10.9.0.0/24 overlaps 10.9.0.5/32 of odd")
+    ]

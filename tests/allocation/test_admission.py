@@ -46,8 +46,30 @@ def _agent(name: str, **spec: Any) -> dict[str, Any]:
         ({"cidrs": []}, "should have at least 1 items"),
         ({"cidrs": ["100.64.0.0/10"], "reuseCooldown": "five minutes"}, "reuseCooldown"),
         ({"cidrs": ["100.64.0.0/10"], "topology": "Ring"}, "FullMesh"),
+        ({"cidrs": ["100.64.0.0/10"], "routablePrefixes": ["10.9.0.0/33"]}, "must be a CIDR"),
+        ({"cidrs": ["100.64.0.0/10"], "routablePrefixes": ["10.9.0.1/16"]}, "no host bits set"),
+        (
+            {"cidrs": ["100.64.0.0/10"], "routablePrefixes": ["100.64.8.0/24"]},
+            "routablePrefixes must not overlap the pool",
+        ),
+        (
+            {"cidrs": ["100.64.0.0/10", "fd00:1::/64"], "routablePrefixes": ["::/0"]},
+            "routablePrefixes must not overlap the pool",
+        ),
     ],
-    ids=["prefix-too-long", "garbage", "host-bits", "two-ipv4", "empty", "duration", "topology"],
+    ids=[
+        "prefix-too-long",
+        "garbage",
+        "host-bits",
+        "two-ipv4",
+        "empty",
+        "duration",
+        "topology",
+        "routable-garbage",
+        "routable-host-bits",
+        "routable-inside-pool",
+        "routable-around-pool",
+    ],
 )
 def test_invalid_mesh_network_is_rejected_with_a_clear_message(
     mesh: MeshApi, unique_name: Any, spec: dict[str, Any], expected: str
@@ -72,6 +94,7 @@ def test_invalid_mesh_network_is_rejected_with_a_clear_message(
         ({"endpoint": "[not-ipv6]:51820"}, "host:port"),
         ({"extraAllowedIPs": ["192.168.10.0/33"]}, "must be a CIDR"),
         ({"role": "Leader"}, "Agent"),
+        ({"persistentKeepalive": 70000}, "65535"),
     ],
     ids=[
         "key-garbage",
@@ -86,6 +109,7 @@ def test_invalid_mesh_network_is_rejected_with_a_clear_message(
         "endpoint-bad-ipv6",
         "extra-allowed-bad-cidr",
         "role",
+        "keepalive-range",
     ],
 )
 def test_invalid_mesh_agent_is_rejected_with_a_clear_message(

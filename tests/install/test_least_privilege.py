@@ -39,6 +39,7 @@ from tests.testbed.identities import (
     api_client_for_token,
     create_node,
     create_pod_on_node,
+    create_service_account,
     kubeconfig_for_token,
     request_token,
 )
@@ -426,5 +427,332 @@ def test_agent_token_without_a_node_cannot_write_any_meshagent(
         agent = Agent("node-without-token-binding", client)
         error = denied(lambda: agent.create(agent.body()))
         policy_denial(error, installed, "this token carries no node name")
+    finally:
+        client.close()
+
+
+# --- a node describes only itself (docs/security.md) ------------------------------------
+
+ADMIN_ONLY = "only cluster admins set it"
+
+ADMIN_FIELDS_ON_CREATE = [
+    pytest.param({"role": "Hub"}, "spec.role is admin-owned", id="make-itself-hub"),
+    pytest.param(
+        {"extraAllowedIPs": ["10.244.2.0/24"]},
+        "spec.extraAllowedIPs is admin-owned",
+        id="route-another-nodes-pod-cidr",
+    ),
+    pytest.param(
+        {"extraAllowedIPs": ["10.0.0.0/24"]},
+        "spec.extraAllowedIPs is admin-owned",
+        id="route-the-service-range",
+    ),
+    pytest.param(
+        {"extraAllowedIPs": ["0.0.0.0/0"]}, "spec.extraAllowedIPs is admin-owned", id="route-all"
+    ),
+    pytest.param(
+        {"requestedAddresses": ["100.64.0.7"]},
+        "spec.requestedAddresses is admin-owned",
+        id="request-an-address",
+    ),
+    pytest.param(
+        {"persistentKeepalive": 1}, "spec.persistentKeepalive is admin-owned", id="keepalive"
+    ),
+]
+
+
+@pytest.mark.parametrize(("spec", "refusal"), ADMIN_FIELDS_ON_CREATE)
+def test_agent_cannot_register_with_an_admin_owned_field(
+    installed: Release, agents: Callable[[str], Agent], spec: dict[str, Any], refusal: str
+) -> None:
+    agent = agents("a")
+    body = agent.body()
+    body["spec"].update(spec)
+    error = denied(lambda: agent.create(body))
+    policy_denial(error, installed, refusal)
+    policy_denial(error, installed, f"the reef agent on node {agent.node} may not")
+    policy_denial(error, installed, ADMIN_ONLY)
+
+
+def test_agent_cannot_change_admin_owned_fields_but_still_registers_and_reports(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
+    agent = agents("a")
+    agent.create(agent.body())
+    admin = MeshApi(kube_api)
+    # An admin made this node a hub with a keepalive override: the node cannot undo it.
+    admin.patch_agent(agent.node, {"spec": {"role": "Hub", "persistentKeepalive": 10}})
+
+    for spec, refusal in [
+        ({"role": "Agent"}, "spec.role is admin-owned"),
+        ({"extraAllowedIPs": ["10.244.2.0/24"]}, "spec.extraAllowedIPs is admin-owned"),
+        ({"extraAllowedIPs": ["0.0.0.0/0"]}, "spec.extraAllowedIPs is admin-owned"),
+        ({"persistentKeepalive": None}, "spec.persistentKeepalive is admin-owned"),
+        ({"persistentKeepalive": 1}, "spec.persistentKeepalive is admin-owned"),
+    ]:
+        error = denied(partial(agent.patch, agent.node, {"spec": spec}))
+        policy_denial(error, installed, refusal)
+        policy_denial(error, installed, ADMIN_ONLY)
+
+    # requestedAddresses is immutable for everyone once created (the CRD says so first).
+    address = denied(
+        partial(agent.patch, agent.node, {"spec": {"requestedAddresses": ["100.64.0.7"]}})
+    )
+    assert address.status == 422, message(address)
+    assert "requestedAddresses is immutable" in message(address)
+
+    # What the node says about itself stays writable, and so does its status.
+    patched = agent.patch(agent.node, {"spec": {"endpoint": "198.18.0.12:51820"}})
+    assert patched["spec"]["role"] == "Hub"
+    assert patched["spec"]["persistentKeepalive"] == 10
+    reported = agent.apply_status(dataplane_status())
+    assert condition(reported, "Configured") is not None
+
+
+def test_agent_cannot_change_its_node_name_nor_create_a_second_meshagent(
+    installed: Release, agents: Callable[[str], Agent]
+) -> None:
+    agent, other = agents("a"), agents("b")
+    agent.create(agent.body())
+
+    moved = denied(lambda: agent.patch(agent.node, {"spec": {"nodeName": other.node}}))
+    assert moved.status == 422, message(moved)
+    assert "nodeName cannot change once set" in message(moved), message(moved)
+    assert "a cluster admin deletes the MeshAgent" in message(moved), message(moved)
+    dropped = denied(lambda: agent.patch(agent.node, {"spec": {"nodeName": None}}))
+    policy_denial(dropped, installed, f"whose spec.nodeName is {agent.node}")
+    second = denied(lambda: agent.create(agent.body(name=f"{agent.node}-2")))
+    policy_denial(second, installed, f"may only write MeshAgent {agent.node}, not {agent.node}-2")
+    policy_denial(second, installed, "is written by its own member and by cluster admins")
+
+
+def test_agent_cannot_give_another_node_routes_or_a_role(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
+    agent, other = agents("a"), agents("b")
+    other.create(other.body())
+
+    for spec in ({"extraAllowedIPs": ["10.244.1.0/24"]}, {"role": "Hub"}):
+        error = denied(partial(agent.patch, other.node, {"spec": spec}))
+        policy_denial(error, installed, f"may only write MeshAgent {agent.node}, not {other.node}")
+    spec = MeshApi(kube_api).get_agent(other.node)["spec"]
+    assert spec["role"] == "Agent"
+    assert "extraAllowedIPs" not in spec
+
+
+def _host_identity(
+    kube_api: ApiClient, release: Release, name: str
+) -> tuple[Agent, Callable[[], None]]:
+    """An external host's identity as SHARED by the CLI (ServiceAccount reef-host-<name> in
+    the release namespace). Its RBAC here is the agent's ClusterRole: the same verbs, so
+    only the admission policy stands between it and other members' objects."""
+    account = f"reef-host-{name}"
+    create_service_account(kube_api, release.namespace, account)
+    rbac = kubernetes.client.RbacAuthorizationV1Api(kube_api)
+    binding = f"{release.fullname}-{account}"
+    rbac.create_cluster_role_binding(
+        kubernetes.client.V1ClusterRoleBinding(
+            metadata=kubernetes.client.V1ObjectMeta(name=binding),
+            role_ref=kubernetes.client.V1RoleRef(
+                api_group="rbac.authorization.k8s.io",
+                kind="ClusterRole",
+                name=release.agent_account,
+            ),
+            subjects=[
+                kubernetes.client.RbacV1Subject(
+                    kind="ServiceAccount", name=account, namespace=release.namespace
+                )
+            ],
+        )
+    )
+    client = api_client_for_token(kube_api, request_token(kube_api, release.namespace, account))
+
+    def cleanup() -> None:
+        client.close()
+        _remove_quietly(partial(rbac.delete_cluster_role_binding, binding))
+
+    return Agent(name, client), cleanup
+
+
+def test_an_external_host_identity_writes_only_its_own_nodeless_meshagent(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
+    node = agents("b")
+    node.create(node.body())
+    name = f"laptop-{secrets.token_hex(3)}"
+    host, cleanup = _host_identity(kube_api, installed, name)
+    admin = MeshApi(kube_api)
+    try:
+        body = host.body()
+        del body["spec"]["nodeName"]
+        own_node = denied(lambda: host.create(host.body(node_name=node.node)))
+        policy_denial(own_node, installed, "may only write a MeshAgent without spec.nodeName")
+        hub = denied(lambda: host.create({**body, "spec": {**body["spec"], "role": "Hub"}}))
+        policy_denial(hub, installed, f"the external host {name} (ServiceAccount reef-host-")
+        policy_denial(hub, installed, "spec.role is admin-owned")
+        host.create(body)
+        host.patch(name, {"spec": {"endpoint": "198.18.0.13:51820"}})
+        host.apply_status(dataplane_status())
+        routes = denied(lambda: host.patch(name, {"spec": {"extraAllowedIPs": ["10.9.0.0/24"]}}))
+        policy_denial(routes, installed, "spec.extraAllowedIPs is admin-owned")
+        other = denied(lambda: host.patch(node.node, {"spec": {"endpoint": "198.18.0.66:1"}}))
+        policy_denial(other, installed, f"may only write MeshAgent {name}, not {node.node}")
+    finally:
+        cleanup()
+        _remove_quietly(
+            partial(
+                admin.custom.patch_cluster_custom_object,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                name,
+                {"metadata": {"finalizers": None}},
+            )
+        )
+        _remove_quietly(partial(admin.delete_agent, name))
+
+
+def _set_allowlist(admin: MeshApi, network: str, prefixes: list[str]) -> None:
+    admin.custom.patch_cluster_custom_object(
+        names.GROUP,
+        names.VERSION,
+        names.MESH_NETWORK_PLURAL,
+        network,
+        {"spec": {"routablePrefixes": prefixes}},
+    )
+
+
+def verdict_eventually(
+    call: Callable[[], object], policy: str, *, admitted: bool, timeout: float = 30.0
+) -> None:
+    """A new policy, or a changed parameter of one (a MeshNetwork), takes effect a moment
+    later: the API server loads them through informers, with no event to watch. Repeat
+    the dry-run ``call`` until ``policy`` admits it (or refuses it, ``admitted=False``)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            call()
+            verdict = True
+        except ApiException as error:
+            if error.status != FORBIDDEN or policy not in message(error):
+                raise
+            verdict = False
+        if verdict == admitted:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{policy}: still {'refused' if admitted else 'admitted'}")
+        # Back-off between probes: nothing to watch for a policy being loaded.
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
+
+
+def routes_policy_sees(admin: MeshApi, agent: str, extras: list[str], *, admitted: bool) -> None:
+    """Until the routes policy admits (or refuses) ``extras`` on MeshAgent ``agent``."""
+    dry_run = partial(
+        admin.custom.patch_cluster_custom_object,
+        names.GROUP,
+        names.VERSION,
+        names.MESH_AGENT_PLURAL,
+        agent,
+        {"spec": {"extraAllowedIPs": extras}},
+        dry_run="All",
+    )
+    verdict_eventually(dry_run, "-routes.mesh.reef.dev", admitted=admitted)
+
+
+def test_admins_route_only_inside_the_networks_allowlist(
+    installed: Release, kube_api: ApiClient, agents: Callable[[str], Agent]
+) -> None:
+    """The routes policy binds everyone, admins included; the CRD keeps the pool out of
+    the allowlist; a narrowed allowlist never blocks a member's other writes."""
+    release = installed
+    admin = MeshApi(kube_api)
+    _set_allowlist(admin, release.network, ["10.9.0.0/16"])
+    agent = agents("a")
+    body = agent.body()
+    body["spec"]["network"] = release.network
+    agent.create(body)
+    routes_policy_sees(admin, agent.node, ["10.9.3.0/24"], admitted=True)
+    routes_policy_sees(admin, agent.node, ["10.8.0.0/24"], admitted=False)
+
+    admin.patch_agent(agent.node, {"spec": {"extraAllowedIPs": ["10.9.3.0/24"]}})
+    outside = denied(
+        lambda: admin.patch_agent(agent.node, {"spec": {"extraAllowedIPs": ["10.8.0.0/24"]}})
+    )
+    said = message(outside)
+    assert outside.status == FORBIDDEN, said
+    assert f"'{release.fullname}-routes.mesh.reef.dev'" in said, said
+    assert "10.8.0.0/24" in said, said
+    assert f"outside spec.routablePrefixes of MeshNetwork {release.network} [10.9.0.0/16]" in said
+    everything = denied(
+        lambda: admin.patch_agent(agent.node, {"spec": {"extraAllowedIPs": ["0.0.0.0/0"]}})
+    )
+    assert "0.0.0.0/0" in message(everything), message(everything)
+
+    pool = denied(partial(_set_allowlist, admin, release.network, ["10.9.0.0/16", "100.64.0.0/8"]))
+    assert pool.status == 422, message(pool)
+    assert "routablePrefixes must not overlap the pool" in message(pool)
+
+    _set_allowlist(admin, release.network, ["172.16.0.0/12"])
+    # 10.9.3.0/24 is no longer allowed (agents drop it and say so); writes that leave it
+    # alone go through.
+    patched = agent.patch(agent.node, {"spec": {"endpoint": "198.18.0.14:51820"}})
+    assert patched["spec"]["extraAllowedIPs"] == ["10.9.3.0/24"]
+
+
+def test_the_operators_token_cannot_rewrite_any_spec(
+    installed: Release, kube_api: ApiClient, agents: Callable[[str], Agent]
+) -> None:
+    """RBAC lets the operator patch MeshAgents and MeshNetworks (for finalizers); the
+    operator policy keeps a stolen operator token from changing a role, a route or the
+    allowlist."""
+    agent = agents("a")
+    agent.create(agent.body())
+    token = request_token(kube_api, installed.namespace, installed.operator_account)
+    client = api_client_for_token(kube_api, token)
+    operator = kubernetes.client.CustomObjectsApi(client)
+    refusal = "the reef operator may change the metadata (finalizers) and status"
+    try:
+        verdict_eventually(
+            partial(
+                operator.patch_cluster_custom_object,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                agent.node,
+                {"spec": {"role": "Hub"}},
+                dry_run="All",
+            ),
+            f"{installed.operator_account}.mesh.reef.dev",
+            admitted=False,
+        )
+        for plural, name, spec in [
+            (names.MESH_AGENT_PLURAL, agent.node, {"role": "Hub"}),
+            (names.MESH_AGENT_PLURAL, agent.node, {"endpoint": "198.18.0.66:51820"}),
+            (names.MESH_NETWORK_PLURAL, installed.network, {"routablePrefixes": ["10.0.0.0/8"]}),
+        ]:
+            error = denied(
+                partial(
+                    operator.patch_cluster_custom_object,
+                    names.GROUP,
+                    names.VERSION,
+                    plural,
+                    name,
+                    {"spec": spec},
+                )
+            )
+            said = message(error)
+            assert error.status == FORBIDDEN, said
+            assert f"'{installed.operator_account}.mesh.reef.dev'" in said, said
+            assert refusal in said, said
+        # Its own job, a finalizer in metadata, still goes through.
+        operator.patch_cluster_custom_object(
+            names.GROUP,
+            names.VERSION,
+            names.MESH_AGENT_PLURAL,
+            agent.node,
+            {"metadata": {"finalizers": None}},
+        )
     finally:
         client.close()

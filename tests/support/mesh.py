@@ -109,6 +109,13 @@ class MeshApi:
             names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name
         )
 
+    def patch_agent(self, name: str, patch: Body) -> Body:
+        """A JSON merge patch of the MeshAgent (spec, metadata) as an admin."""
+        patched: Body = self.custom.patch_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, patch
+        )
+        return patched
+
     def patch_agent_status(self, name: str, status: Body) -> Body:
         patched: Body = self.custom.patch_cluster_custom_object_status(
             names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, name, {"status": status}

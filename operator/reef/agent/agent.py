@@ -89,6 +89,7 @@ class Agent:
         self._plan = PeerSetPlan()
         self._configure_error: str | None = None
         self._reported_skips: dict[str, str] = {}
+        self._reported_refusals: tuple[str, ...] = ()
         self._resolved: dict[str, IPAddress | None] = {}
         self._next_resync = 0.0
         self._next_health = 0.0
@@ -233,7 +234,6 @@ class Agent:
             node_name=self.settings.node_name,
             public_key=self._key.public_key().base64(),
             endpoint=_endpoint_for(self.settings, network.spec.listen_port),
-            role=self.settings.role,
         )
 
     async def _register(self, network: MeshNetwork) -> None:
@@ -333,7 +333,12 @@ class Agent:
         await self._resolve(peer_planning.endpoint_hostnames(members))
         assert self._key is not None
         plan = peer_planning.plan_peers(
-            me, self._key.public_key(), members, network.spec, self._resolved
+            me,
+            self._key.public_key(),
+            members,
+            network.spec,
+            self._resolved,
+            cluster_prefixes=network.cluster_networks,
         )
         self._plan = plan
         started = time.monotonic()
@@ -346,6 +351,7 @@ class Agent:
             self._retry_at = time.monotonic() + RETRY_SECONDS
         metrics.AGENT_SYNC_DURATION.observe(time.monotonic() - started)
         await self._report_skips(body, plan.skipped)
+        await self._report_refused_routes(body, plan.refused_routes)
         await self._report(body, me)
 
     def _members(self) -> list[Body]:
@@ -443,6 +449,7 @@ class Agent:
         self._device_key = None
         self._applied_peers = None
         self._reported_skips.clear()
+        self._reported_refusals = ()
         log.info(
             "our MeshAgent is %s: removed %s; waiting for a MeshAgent %s to exist again",
             why,
@@ -462,6 +469,21 @@ class Agent:
                     " the rest of the mesh stays configured",
                 )
         self._reported_skips = current
+
+    async def _report_refused_routes(self, body: Body, refused: tuple[str, ...]) -> None:
+        """One Event on our own MeshAgent when the set of refused prefixes changes (every
+        node drops them; only the member's own agent says so, not all 5000)."""
+        if refused and refused != self._reported_refusals:
+            await self.events.record(
+                body,
+                EventType.WARNING,
+                Reason.ROUTE_REFUSED,
+                "extraAllowedIPs not routed by any member: "
+                + "; ".join(refused)
+                + ". A cluster admin adds the prefix to the MeshNetwork's routablePrefixes"
+                " (never the pool or the cluster's service/pod ranges) or removes it here",
+            )
+        self._reported_refusals = refused
 
     async def _report(self, body: Body, me: MeshAgent) -> None:
         plan = self._plan
@@ -502,6 +524,7 @@ class Agent:
             unhealthy=unhealthy,
             skipped=plan.skipped,
             self_problem=plan.self_problem,
+            refused_routes=plan.refused_routes,
         )
         await self.status.report(body, observation)
 

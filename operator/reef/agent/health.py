@@ -5,7 +5,9 @@ Conditions the agent owns (the operator owns ``Allocated``):
 - ``Configured``: the interface carries the permanent address(es), key, port and MTU,
   and the peer set was applied. Skipped (garbage) members keep it True — the rest of
   the mesh is configured — but the reason becomes ``PeersSkipped`` and the message
-  names them.
+  names them. Likewise ``RoutesRefused`` when prefixes of this member's
+  ``extraAllowedIPs`` are not routed (outside the MeshNetwork's ``routablePrefixes``, or
+  overlapping the pool or the cluster's own ranges); the message names each and why.
 - ``PeersHealthy``: every configured peer completed a handshake within the last
   180 s (WireGuard re-keys every 120 s, so a live session always has one). With zero
   peers there is nothing to be unhealthy: True, reason ``NoPeers``.
@@ -60,6 +62,7 @@ class Observation:
     unhealthy: tuple[str, ...]
     skipped: tuple[SkippedPeer, ...]
     self_problem: str | None = None
+    refused_routes: tuple[str, ...] = ()
 
 
 def _listing(items: list[str]) -> str:
@@ -107,12 +110,15 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
             notes.append("skipped: " + _listing([f"{s.name} ({s.reason})" for s in o.skipped]))
         if o.self_problem:
             notes.append(f"other nodes skip this member: {o.self_problem}")
-        configured = ConditionValue(
-            CONFIGURED,
-            CONDITION_TRUE,
-            "PeersSkipped" if notes else "InterfaceConfigured",
-            "; ".join([base, *notes]),
-        )
+        if notes:
+            reason = "PeersSkipped"
+        elif o.refused_routes:
+            reason = "RoutesRefused"
+        else:
+            reason = "InterfaceConfigured"
+        if o.refused_routes:
+            notes.append("extraAllowedIPs not routed: " + _listing(list(o.refused_routes)))
+        configured = ConditionValue(CONFIGURED, CONDITION_TRUE, reason, "; ".join([base, *notes]))
     if o.total == 0:
         peers = ConditionValue(
             PEERS_HEALTHY, CONDITION_TRUE, "NoPeers", "no peers to handshake with"

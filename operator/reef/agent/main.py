@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from pydantic import ValidationError
@@ -48,6 +49,15 @@ def run_agent() -> int:
     report_build_info("agent")
     probes = ProbeServer(settings.metrics_port, settings.bind_address)
     probes.start()
+    if "REEF_ROLE" in os.environ:
+        # Older agents copied REEF_ROLE into spec.role; a node may no longer
+        # promote itself. Existing MeshAgents keep the role they have.
+        log.warning(
+            "REEF_ROLE is no longer read: spec.role is admin-owned. Set it with"
+            ' `kubectl patch meshagent %s --type merge -p \'{"spec":{"role":"Hub"}}\'`'
+            " and remove REEF_ROLE from the agent's environment",
+            settings.node_name,
+        )
     log.info(
         "reef agent starting on node %s, network %s, interface %s",
         settings.node_name,

@@ -1,7 +1,10 @@
 """The agent's own MeshAgent: created with the finalizer, patched where it differs.
 
 The agent owns its MeshAgent's ``spec.publicKey``, ``spec.endpoint`` and
-``spec.nodeName``. It creates the object with the release finalizer already in
+``spec.nodeName`` — what a node may say about itself — and writes nothing else of the
+spec: role, extraAllowedIPs, requestedAddresses and persistentKeepalive are admin-owned
+(the admission policy refuses them from a node's credentials; docs/security.md).
+It creates the object with the release finalizer already in
 ``metadata.finalizers`` (the operator would otherwise add it with a write of its own
 per node); the operator removes it after releasing the address, and the agent never
 holds a deletion up.
@@ -30,13 +33,9 @@ class Registration:
     node_name: str
     public_key: str
     endpoint: str
-    role: str | None = None
 
     def _spec(self) -> dict[str, str]:
-        spec = {"publicKey": self.public_key, "endpoint": self.endpoint, "nodeName": self.node_name}
-        if self.role is not None:
-            spec["role"] = self.role
-        return spec
+        return {"publicKey": self.public_key, "endpoint": self.endpoint, "nodeName": self.node_name}
 
     def body(self) -> Body:
         return {

@@ -5,6 +5,7 @@ our code reads. They are lenient about unknown fields (an older operator must no
 on a newer object) and strict about the fields it relies on.
 """
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
@@ -50,6 +51,7 @@ class MeshNetworkSpec(_Model):
     topology: Topology = Topology.FULL_MESH
     reuse_cooldown: str = Field("5m", alias="reuseCooldown")
     retention: str = "24h"
+    routable_prefixes: tuple[str, ...] = Field((), alias="routablePrefixes")
 
     @field_validator("cidrs")
     @classmethod
@@ -61,6 +63,12 @@ class MeshNetworkSpec(_Model):
     @property
     def networks(self) -> tuple[IPNetwork, ...]:
         return tuple(ip_network(text, strict=True) for text in self.cidrs)
+
+    @property
+    def routable_networks(self) -> tuple[IPNetwork, ...]:
+        """The admin's allowlist of prefixes members may route (unparsable entries dropped:
+        the CRD refuses them, so only a hand-edited object could carry one)."""
+        return _parse_networks(self.routable_prefixes)
 
     @property
     def reuse_cooldown_delta(self) -> timedelta:
@@ -76,8 +84,18 @@ class MeshNetwork(_Model):
     spec: MeshNetworkSpec
     status: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def cluster_networks(self) -> tuple[IPNetwork, ...]:
+        """The cluster's own ranges the operator publishes (status.clusterPrefixes)."""
+        return _parse_networks(self.status.get("clusterPrefixes") or ())
+
 
 class MeshAgentSpec(_Model):
+    """A member's spec. Node-owned (the member's credentials may write them): node_name,
+    public_key, endpoint. Admin-owned (they change what other members do; the admission
+    policy keeps members' credentials off them): role, requested_addresses,
+    extra_allowed_ips, persistent_keepalive."""
+
     network: str = DEFAULT_NETWORK
     role: Role = Role.AGENT
     node_name: str = Field("", alias="nodeName")
@@ -85,6 +103,7 @@ class MeshAgentSpec(_Model):
     endpoint: str = ""
     requested_addresses: tuple[str, ...] = Field((), alias="requestedAddresses")
     extra_allowed_ips: tuple[str, ...] = Field((), alias="extraAllowedIPs")
+    persistent_keepalive: int | None = Field(None, alias="persistentKeepalive")
 
 
 class Condition(_Model):
@@ -134,6 +153,16 @@ class MeshAgent(_Model):
 
     def condition(self, condition_type: str) -> Condition | None:
         return next((c for c in self.status.conditions if c.type == condition_type), None)
+
+
+def _parse_networks(texts: Iterable[Any]) -> tuple[IPNetwork, ...]:
+    parsed = []
+    for text in texts:
+        try:
+            parsed.append(ip_network(str(text), strict=False))
+        except ValueError:
+            continue
+    return tuple(parsed)
 
 
 def parse_mesh_agent(body: dict[str, Any]) -> MeshAgent:

@@ -21,6 +21,7 @@ class Reason(StrEnum):
     ORPHAN_RELEASED = "OrphanReleased"
     INTERFACE_CONFIGURED = "InterfaceConfigured"
     PEER_SKIPPED = "PeerSkipped"
+    ROUTE_REFUSED = "RouteRefused"
     KEY_ERROR = "KeyError"
 
 

@@ -47,6 +47,8 @@ class OperatorContext:
         self.reconciling: set[str] = set()
         #: Set at start-up (reef.operator.repair.RepairScheduler; import order forbids here).
         self.repairs: Any = None
+        #: Set at start-up (reef.operator.cluster_ranges.ClusterRanges).
+        self.cluster_ranges: Any = None
 
     def spawn(self, coroutine: Any, name: str) -> None:
         """Run a coroutine in the background, keeping a reference until it finishes."""

@@ -14,6 +14,7 @@ import kopf
 from reef.api import names
 from reef.api.models import plain
 from reef.kube.client import Kube, load_api_client
+from reef.operator.cluster_ranges import ClusterRanges
 from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
@@ -41,6 +42,11 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     for body in await kube.list_networks():
         await context.upsert_network(body)
     context.repairs = RepairScheduler(context)
+    context.cluster_ranges = ClusterRanges(
+        kube, lambda: {name: handle.body for name, handle in context.networks.items()}
+    )
+    await context.cluster_ranges.seed()
+    context.spawn(context.cluster_ranges.run(), "reef-cluster-ranges")
     # Not a kopf timer: kopf would put its finalizer on every MeshNetwork for it.
     context.spawn(context.repairs.tick(SETTINGS.repair_interval_seconds), "reef-repair-ticker")
     memo.reef = context
@@ -71,6 +77,7 @@ async def handle_event_meshnetwork(
         await context.remove_network(name)
         return
     handle, created = await context.upsert_network(plain(body))
+    context.cluster_ranges.touch()  # a new network, or someone edited its clusterPrefixes
     if handle is not None and created:
         # MeshAgents may have waited for this network: give them addresses now.
         context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")
@@ -100,6 +107,20 @@ def _settled(body: kopf.Body) -> bool:
     echoing back), answered without parsing the whole object."""
     status = body.get("status") or {}
     return bool(status.get("addresses")) and not body.metadata.get("deletionTimestamp")
+
+
+@kopf.on.event("", "v1", "nodes")
+async def handle_event_node(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Pod CIDRs of the cluster: never routed by a member (reef.operator.cluster_ranges)."""
+    _context(memo).cluster_ranges.node_event(event["type"], body)
+
+
+@kopf.on.event("networking.k8s.io", "v1", "servicecidrs")
+async def handle_event_servicecidr(
+    event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any
+) -> None:
+    """The service ranges of the cluster: never routed by a member."""
+    _context(memo).cluster_ranges.service_cidr_event(event["type"], body)
 
 
 @kopf.on.event(
