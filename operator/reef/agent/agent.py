@@ -28,7 +28,8 @@ from typing import Any
 from reef.agent import peers as peer_planning
 from reef.agent import registration
 from reef.agent.device import WIREGUARD_OVERHEAD, Device
-from reef.agent.health import ALLOCATED, Observation, peer_health
+from reef.agent.endpoint import EndpointChoice, choose_endpoint
+from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
 from reef.agent.informer import Informer
 from reef.agent.keys import KeyFileError, load_or_create_key
 from reef.agent.peers import PeerSetPlan, SkippedPeer
@@ -59,19 +60,6 @@ class AgentExitError(Exception):
         self.code = code
 
 
-def _endpoint_for(settings: AgentSettings, listen_port: int) -> str:
-    if settings.endpoint:
-        return settings.endpoint
-    if not settings.node_ip:
-        return ""  # behind NAT: peers learn our endpoint from our own packets
-    host = settings.node_ip
-    return (
-        f"[{host}]:{listen_port}"
-        if ipaddress.ip_address(host).version == 6
-        else f"{host}:{listen_port}"
-    )
-
-
 class Agent:
     def __init__(self, settings: AgentSettings, kube: Kube) -> None:
         self.settings = settings
@@ -97,6 +85,9 @@ class Agent:
         self._started = time.monotonic()
         self._agents: Informer | None = None
         self._networks: Informer | None = None
+        self._nodes: Informer | None = None
+        self._endpoint_problem: str | None = None
+        self._rx = RxTracker()
 
     # --- control ----------------------------------------------------------------------
 
@@ -142,7 +133,7 @@ class Agent:
         except AgentExitError as stop:
             return stop.code
         finally:
-            for informer in (self._agents, self._networks):
+            for informer in (self._agents, self._networks, self._nodes):
                 if informer is not None:
                     informer.stop()
             await self.device.close()
@@ -189,8 +180,19 @@ class Agent:
             loop,
             self._changed,
         )
+        # Our own Node (one object, like the kubelet's own watch): its uid makes it the
+        # MeshAgent's owner; its annotations and addresses give the endpoint.
+        self._nodes = Informer(
+            self.kube,
+            "nodes",
+            f"metadata.name={settings.node_name}",
+            loop,
+            self._changed,
+            optional=True,
+        )
         self._networks.start()
         self._agents.start()
+        self._nodes.start()
         network = await self._await_network()
         await self._register(network)
 
@@ -199,7 +201,12 @@ class Agent:
         while not self._stopping:
             assert self._networks is not None
             assert self._agents is not None
-            if self._networks.synced.is_set() and self._agents.synced.is_set():
+            assert self._nodes is not None
+            if (
+                self._networks.synced.is_set()
+                and self._agents.synced.is_set()
+                and self._nodes.synced.is_set()
+            ):
                 network = self._network()
                 if network is not None:
                     return network
@@ -211,16 +218,38 @@ class Agent:
             await self._wait(None)
         raise AgentExitError(0, "stopped")
 
+    def _node(self) -> Body | None:
+        """Our Node object; None for a host that is no Node (or when Nodes are unreadable)."""
+        assert self._nodes is not None
+        return self._nodes.objects.get(self.settings.node_name)
+
+    def _endpoint(self, network: MeshNetwork) -> EndpointChoice:
+        return choose_endpoint(
+            self._node(), network.spec.listen_port, self.settings.endpoint, self.settings.node_ip
+        )
+
     def _registration(self, network: MeshNetwork) -> registration.Registration:
         assert self._key is not None
+        node = self._node()
         return registration.Registration(
             name=self.settings.node_name,
             network=self.settings.network,
             node_name=self.settings.node_name,
             public_key=self._key.public_key().base64(),
-            endpoint=_endpoint_for(self.settings, network.spec.listen_port),
+            endpoint=self._endpoint(network).endpoint,
             role=self.settings.role,
+            node_uid=(node or {}).get("metadata", {}).get("uid"),
         )
+
+    async def _report_endpoint_problem(self, body: Body, network: MeshNetwork) -> None:
+        """One Event per new problem with the Node's endpoint annotations."""
+        problem = self._endpoint(network).problem
+        if problem is not None and problem != self._endpoint_problem:
+            log.warning("Node %s: %s", self.settings.node_name, problem)
+            await self.events.record(
+                body, EventType.WARNING, Reason.ENDPOINT_OVERRIDE_INVALID, problem
+            )
+        self._endpoint_problem = problem
 
     async def _register(self, network: MeshNetwork) -> None:
         """Create our MeshAgent, or adopt the one there (after a deletion in progress ends)."""
@@ -302,6 +331,7 @@ class Agent:
             if patched is None:
                 return
             body = patched
+        await self._report_endpoint_problem(body, network)
         me = parse_mesh_agent(body)
         if not me.status.addresses:
             return
@@ -456,7 +486,14 @@ class Agent:
         if self._configured:
             state = await self.device.read_state()
             now = datetime.now(UTC)
-            healthy, unhealthy = peer_health(state, plan.names, now)
+            network = self._network()
+            healthy, unhealthy = peer_health(
+                state,
+                plan.names,
+                now,
+                self._rx.silence(state, time.monotonic()),
+                network.spec.persistent_keepalive if network is not None else 0,
+            )
             total = len(plan.names)
             for key, name in plan.names.items():
                 peer = state.peers.get(key)

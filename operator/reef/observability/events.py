@@ -22,6 +22,10 @@ class Reason(StrEnum):
     INTERFACE_CONFIGURED = "InterfaceConfigured"
     PEER_SKIPPED = "PeerSkipped"
     KEY_ERROR = "KeyError"
+    ENDPOINT_OVERRIDE_INVALID = "EndpointOverrideInvalid"
+    PORT_IN_USE = "PortInUse"
+    POOL_OVERLAP = "PoolOverlap"
+    NETWORK_IN_USE = "NetworkInUse"
 
 
 class EventType(StrEnum):

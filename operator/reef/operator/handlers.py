@@ -99,10 +99,7 @@ async def handle_event_meshagent(
         return
     agent = plain(body)
     if event["type"] == "DELETED":
-        handle = context.networks.get((agent.get("spec") or {}).get("network", "default"))
-        if handle is not None:
-            handle.ready.pop(agent["metadata"]["uid"], None)
-            handle.status.touch()
+        context.forget_agent(agent)
         return
     await reconcile_agent(context, agent)
 

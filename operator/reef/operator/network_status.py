@@ -1,4 +1,7 @@
-"""MeshNetwork status: pool usage and the Ready / PoolNearlyExhausted / PoolExhausted conditions.
+"""MeshNetwork status: pool usage, member reachability and the network's conditions.
+
+Conditions: Ready, PoolNearlyExhausted, PoolExhausted, MembersReachable (which member
+the others cannot reach, counted from their reports; see reef.operator.reachability).
 
 The operator is the only writer of a MeshNetwork's status. ``touch()`` asks for a
 refresh; refreshes that are asked for while one is being written coalesce into one
@@ -20,12 +23,14 @@ from reef.kube.events import EventRecorder
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.network_allocator import NetworkAllocator
+from reef.operator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
 READY = "Ready"
 POOL_NEARLY_EXHAUSTED = "PoolNearlyExhausted"
 POOL_EXHAUSTED = "PoolExhausted"
+MEMBERS_REACHABLE = "MembersReachable"
 
 
 class NetworkStatusWriter:
@@ -36,7 +41,10 @@ class NetworkStatusWriter:
         allocator: NetworkAllocator,
         body: dict[str, Any],
         ready_count: Callable[[str], int],
+        *,
+        reach: Callable[[str], Reachability],
     ) -> None:
+        self._reach = reach
         self._kube = kube
         self._recorder = recorder
         self._allocator = allocator
@@ -101,6 +109,7 @@ class NetworkStatusWriter:
             ready = (CONDITION_FALSE, "NeedsAttention", "; ".join(self.attention))
         else:
             ready = (CONDITION_TRUE, "Ready", "the ledger is readable and consistent")
+        reach = self._reach(self._allocator.name)
         percent = f"{stats.utilisation:.0%}"
         usage = f"{stats.allocated} allocated, {stats.reserved} reserved of {stats.capacity}"
         for type_, status, reason, message in (
@@ -122,6 +131,7 @@ class NetworkStatusWriter:
                     else ""
                 ),
             ),
+            (MEMBERS_REACHABLE, reach.status, reach.reason, reach.message),
         ):
             conditions = set_condition(
                 conditions,
@@ -136,6 +146,7 @@ class NetworkStatusWriter:
             "allocated": stats.allocated,
             "reserved": stats.reserved,
             "agentsReady": self._ready_count(self._allocator.name),
+            "unreachableMembers": reach.members,
             "observedGeneration": generation,
             "conditions": conditions,
         }
