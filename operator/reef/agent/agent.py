@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reef.agent import peers as peer_planning
-from reef.agent import registration
+from reef.agent import ports, registration
 from reef.agent.device import WIREGUARD_OVERHEAD, Device
 from reef.agent.endpoint import EndpointChoice, choose_endpoint
 from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
@@ -76,6 +76,7 @@ class Agent:
         self._applied_peers: tuple[PeerSpec, ...] | None = None
         self._plan = PeerSetPlan()
         self._configure_error: str | None = None
+        self._configure_reason = "ConfigurationFailed"
         self._reported_skips: dict[str, str] = {}
         self._resolved: dict[str, IPAddress | None] = {}
         self._next_resync = 0.0
@@ -370,6 +371,8 @@ class Agent:
         try:
             await self._apply(me, network, plan, force=force)
             self._configure_error = None
+        except ports.PortInUseError as error:
+            await self._exit_port_in_use(body, me, str(error))
         except (DataplaneError, OSError, ValueError) as error:
             self._configure_error = f"{type(error).__name__}: {error}"
             log.error("configuring %s failed: %s", self.settings.interface, error)
@@ -377,6 +380,26 @@ class Agent:
         metrics.AGENT_SYNC_DURATION.observe(time.monotonic() - started)
         await self._report_skips(body, plan.skipped)
         await self._report(body, me)
+
+    async def _exit_port_in_use(self, body: Body, me: MeshAgent, message: str) -> None:
+        """Say it everywhere an admin looks (condition, Event, log, termination message), exit."""
+        self._configure_error, self._configure_reason = message, "PortInUse"
+        log.error("%s", message)
+        ports.write_termination_message(message)
+        await self._report(body, me, flush=True)
+        await self.events.record(body, EventType.WARNING, Reason.PORT_IN_USE, message)
+        raise AgentExitError(5, message)
+
+    async def _check_listen_port(self, port: int) -> None:
+        """Before (re)configuring: is the WireGuard port taken by anything but our interface?"""
+        if await self.device.index() is not None:
+            with contextlib.suppress(DataplaneError, OSError):
+                if (await self.device.read_state()).listen_port == port:
+                    return  # our own interface (left up by the previous agent) holds it
+        if ports.udp_port_taken(port):
+            raise ports.PortInUseError(
+                ports.wireguard_port_message(self.settings.node_name, self.settings.network, port)
+            )
 
     def _members(self) -> list[Body]:
         assert self._agents is not None
@@ -414,6 +437,8 @@ class Agent:
         )
         device_key = (spec.listen_port, addresses, mtu, plan.forwarding)
         if not self._configured or device_key != self._device_key or force:
+            if not self._configured or device_key[0] != (self._device_key or (0,))[0]:
+                await self._check_listen_port(spec.listen_port)
             versions = sorted({a.version for a in addresses}) if plan.forwarding else []
             await self.device.ensure(
                 DeviceSpec(
@@ -493,7 +518,7 @@ class Agent:
                 )
         self._reported_skips = current
 
-    async def _report(self, body: Body, me: MeshAgent) -> None:
+    async def _report(self, body: Body, me: MeshAgent, *, flush: bool = False) -> None:
         plan = self._plan
         total = healthy = 0
         unhealthy: tuple[str, ...] = ()
@@ -534,13 +559,14 @@ class Agent:
             and (allocated_condition is None or allocated_condition.status == "True"),
             configured=self._configured,
             configure_error=self._configure_error,
+            configure_reason=self._configure_reason,
             total=total,
             healthy=healthy,
             unhealthy=unhealthy,
             skipped=plan.skipped,
             self_problem=plan.self_problem,
         )
-        await self.status.report(body, observation)
+        await self.status.report(body, observation, now=flush)
 
 
 def me_body_ref(me: MeshAgent) -> Body:

@@ -74,6 +74,8 @@ class Observation:
     unhealthy: tuple[str, ...]
     skipped: tuple[SkippedPeer, ...]
     self_problem: str | None = None
+    #: Reason of Configured=False when configure_error is set (e.g. PortInUse).
+    configure_reason: str = "ConfigurationFailed"
 
 
 def _listing(items: list[str]) -> str:
@@ -131,7 +133,7 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
     o = observation
     if o.configure_error is not None:
         configured = ConditionValue(
-            CONFIGURED, CONDITION_FALSE, "ConfigurationFailed", o.configure_error
+            CONFIGURED, CONDITION_FALSE, o.configure_reason, o.configure_error
         )
     elif not o.configured:
         configured = ConditionValue(

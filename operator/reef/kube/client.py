@@ -173,6 +173,22 @@ class Kube:
     async def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._ledger_call(self.core.create_namespaced_config_map, namespace, body)
 
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        await self._ledger_call(self.core.delete_namespaced_config_map, name, namespace)
+
+    async def patch_network(self, name: str, body: Any) -> dict[str, Any]:
+        """Merge-patch a MeshNetwork's metadata (the operator's finalizer)."""
+        result: dict[str, Any] = await self.call(
+            self.custom.patch_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_NETWORK_PLURAL,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+        return result
+
     async def replace_config_map(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:
