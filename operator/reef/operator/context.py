@@ -106,13 +106,15 @@ class OperatorContext:
             handle.reports[uid] = report
             handle.status.touch()
 
-    def forget_agent(self, body: Any) -> None:
+    def forget_agent(self, body: Any) -> NetworkHandle | None:
+        """A MeshAgent is gone: drop what we kept of it; returns its network's handle."""
         handle = self.networks.get((body.get("spec") or {}).get("network", "default"))
         if handle is not None:
             uid = body["metadata"]["uid"]
             handle.ready.pop(uid, None)
             handle.reports.pop(uid, None)
             handle.status.touch()
+        return handle
 
     def _reachability(self, network: str) -> Reachability:
         handle = self.networks.get(network)

@@ -16,6 +16,7 @@ from reef.api.models import plain
 from reef.kube.client import Kube, load_api_client
 from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
+from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
@@ -70,7 +71,14 @@ async def handle_event_meshnetwork(
     if event["type"] == "DELETED":
         await context.remove_network(name)
         return
-    handle, created = await context.upsert_network(plain(body))
+    network = plain(body)
+    if is_deleting(network):
+        if name in context.networks:
+            await context.upsert_network(network)
+        context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
+        return
+    await ensure_finalizer(context, network)
+    handle, created = await context.upsert_network(network)
     if handle is not None and created:
         # MeshAgents may have waited for this network: give them addresses now.
         context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")
@@ -87,7 +95,11 @@ async def handle_event_meshagent(
         return
     agent = plain(body)
     if event["type"] == "DELETED":
-        context.forget_agent(agent)
+        network = context.forget_agent(agent)
+        if network is not None and is_deleting(network.body):
+            # One member fewer: maybe the network's deletion can finish now.
+            name = network.network.metadata.name
+            context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
         return
     await reconcile_agent(context, agent)
 

@@ -55,6 +55,8 @@ class NetworkStatusWriter:
         self._task = asyncio.create_task(self._run(), name=f"reef-status-{allocator.name}")
         #: Extra reasons the network is not Ready (e.g. unverifiable status addresses).
         self.attention: list[str] = []
+        #: Set while a deletion waits for members (reef.operator.network_deletion).
+        self.deletion: str | None = None
 
     def update_body(self, body: dict[str, Any]) -> None:
         self._body = body
@@ -97,7 +99,9 @@ class NetworkStatusWriter:
     def _compose(self, stats: NetworkStats, generation: int) -> dict[str, Any]:
         conditions = list(self._status.get("conditions") or [])
         problems = self._allocator.problems
-        if problems:
+        if self.deletion is not None:
+            ready = (CONDITION_FALSE, "DeletionWaitsForMembers", self.deletion)
+        elif problems:
             keys = ", ".join(f"{p.shard}/{p.key}" for p in problems[:5])
             ready = (
                 CONDITION_FALSE,
