@@ -17,6 +17,7 @@ from reef.kube.client import Kube, load_api_client
 from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
 from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
+from reef.operator.preflight import check_pools
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
@@ -41,6 +42,7 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     # Know every network before the first MeshAgent event is handled.
     for body in await kube.list_networks():
         await context.upsert_network(body)
+    context.spawn(check_pools(context), "reef-preflight")
     context.repairs = RepairScheduler(context)
     # Not a kopf timer: kopf would put its finalizer on every MeshNetwork for it.
     context.spawn(context.repairs.tick(SETTINGS.repair_interval_seconds), "reef-repair-ticker")
@@ -78,7 +80,11 @@ async def handle_event_meshnetwork(
         context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
         return
     await ensure_finalizer(context, network)
+    before = context.networks.get(name)
+    pools = before.network.spec.cidrs if before is not None else None
     handle, created = await context.upsert_network(network)
+    if handle is not None and handle.network.spec.cidrs != pools:
+        context.spawn(check_pools(context), f"reef-preflight-{name}")
     if handle is not None and created:
         # MeshAgents may have waited for this network: give them addresses now.
         context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")

@@ -57,6 +57,8 @@ class NetworkStatusWriter:
         self.attention: list[str] = []
         #: Set while a deletion waits for members (reef.operator.network_deletion).
         self.deletion: str | None = None
+        #: Collisions of the pool with ranges in use (reef.operator.preflight).
+        self.overlaps: list[str] = []
 
     def update_body(self, body: dict[str, Any]) -> None:
         self._body = body
@@ -101,6 +103,17 @@ class NetworkStatusWriter:
         problems = self._allocator.problems
         if self.deletion is not None:
             ready = (CONDITION_FALSE, "DeletionWaitsForMembers", self.deletion)
+        elif self.overlaps:
+            more = len(self.overlaps) - 5
+            ready = (
+                CONDITION_FALSE,
+                "PoolOverlaps",
+                "; ".join(self.overlaps[:5])
+                + (f"; and {more} more" if more > 0 else "")
+                + ". Traffic to those addresses would be routed into the mesh: create a"
+                " MeshNetwork with a pool that overlaps nothing (e.g. inside 100.64.0.0/10)"
+                " and move the members, or change the colliding range.",
+            )
         elif problems:
             keys = ", ".join(f"{p.shard}/{p.key}" for p in problems[:5])
             ready = (
