@@ -22,6 +22,10 @@ Rules:
   spokes' allowed IPs, so spoke-to-spoke traffic goes *through* that hub. The hub must
   forward between its peers (:attr:`PeerSetPlan.forwarding`).
 - Terminating members (deletionTimestamp set) are already gone from the mesh.
+- A registered member still waiting for its address is already a peer — its key and
+  endpoint, no allowed IPs yet — so its first handshake, sent the moment its interface
+  is up, meets a peer that knows its key (else WireGuard retries only after 5 s). It
+  carries no traffic until its address arrives and is not counted in peer health.
 - A node whose *own* spec loses a collision has no peers (every other node skips it);
   the plan says why in :attr:`PeerSetPlan.self_problem`.
 """
@@ -149,6 +153,33 @@ def _read_member(
     return _Member(agent, key, addresses, extras, endpoint)
 
 
+def _read_joining(agent: MeshAgent, resolved: Mapping[str, IPAddress | None]) -> _Member | None:
+    """A member without an address yet, as an early peer (key and endpoint); None if unusable."""
+    try:
+        key = Key.from_base64(agent.spec.public_key)
+        endpoint = _endpoint(agent.spec.endpoint, resolved)
+    except (InvalidKeyError, ValueError):
+        return None  # reported once it has an address and is planned for real
+    return _Member(agent, key, (), (), endpoint)
+
+
+def _early_peers(
+    me: MeshAgent, early: Iterable[_Member], network: MeshNetworkSpec, keys_seen: dict[Key, str]
+) -> list[_Member]:
+    """Joining members this node will peer with (topology), each key once."""
+    joining = []
+    for m in early:
+        wanted_here = (
+            network.topology is not Topology.HUB
+            or me.spec.role is Role.HUB
+            or m.agent.spec.role is Role.HUB
+        )
+        if wanted_here and m.key not in keys_seen:
+            keys_seen[m.key] = m.agent.name
+            joining.append(m)
+    return joining
+
+
 def _order(agent: MeshAgent) -> tuple[datetime, str]:
     return (agent.metadata.creation_timestamp or _FAR_FUTURE, agent.name)
 
@@ -185,11 +216,14 @@ def plan_peers(
     skipped: list[SkippedPeer] = []
     pending: list[str] = []
     accepted: list[_Member] = []
+    early: list[_Member] = []
     keys_seen: dict[Key, str] = {my_public_key: me.name}
     for agent in live:
         parsed = _read_member(agent, resolved)
         if parsed is None:
             pending.append(agent.name)
+            if (early_peer := _read_joining(agent, resolved)) is not None:
+                early.append(early_peer)
         elif isinstance(parsed, SkippedPeer):
             skipped.append(parsed)
         elif (holder := keys_seen.get(parsed.key)) is not None:
@@ -234,10 +268,11 @@ def plan_peers(
                         via.extend(allowed[member.agent.name])
     else:
         chosen = usable
+    joining = _early_peers(me, early, network, keys_seen)
     if self_problem is not None:
         # Every other node skips us (same verdict everywhere): peering one-sidedly would
         # only leak half-open sessions. Fix the spec and the node rejoins.
-        chosen, forwarding = [], False
+        chosen, forwarding, joining = [], False, []
     peers = tuple(
         PeerSpec(
             public_key=m.key,
@@ -246,6 +281,9 @@ def plan_peers(
             persistent_keepalive=keepalive,
         )
         for m in chosen
+    ) + tuple(
+        PeerSpec(public_key=m.key, endpoint=m.endpoint, persistent_keepalive=keepalive)
+        for m in joining
     )
     return PeerSetPlan(
         peers=peers,
