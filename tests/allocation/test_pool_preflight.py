@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import kubernetes
 import pytest
@@ -11,6 +14,7 @@ import pytest
 from reef.api import names
 from tests.support.mesh import Body, MeshApi, condition, wait_for_event, wait_for_objects
 from tests.support.operator_process import OperatorProcess
+from tests.testbed.clients import KubeCLI
 
 
 @pytest.fixture
@@ -87,3 +91,60 @@ def test_a_pool_that_overlaps_nothing_is_ready(
         field_selector=f"metadata.name={network}",
     )
     assert condition(objects[network], "Ready")["reason"] == "Ready"  # type: ignore[index]
+
+
+CHART = Path(__file__).resolve().parents[2] / "charts" / "reef"
+#: How long the API server may take to start enforcing a just-created policy.
+POLICY_ACTIVE_SECONDS = 30.0
+
+
+@pytest.fixture
+def pool_policies(helm: KubeCLI, kubectl: KubeCLI, network: str) -> Iterator[None]:
+    """The chart's pool admission policies, applied alone for this test."""
+    rendered = helm(
+        "template", network[:30], str(CHART), "--show-only", "templates/pool-policy.yaml"
+    ).stdout
+    kubectl("apply", "-f", "-", input=rendered)
+    yield
+    kubectl("delete", "--ignore-not-found", "-f", "-", input=rendered)
+
+
+def _refusal(mesh: MeshApi, name: str, pool: str) -> str:
+    """The admission message for a dry-run create of a network with ``pool``.
+
+    The policies were just created; the API server enforces them once its policy
+    informer has compiled them, so this retries (dry-run, nothing is stored) until the
+    refusal comes or the deadline passes.
+    """
+    body = {
+        "apiVersion": names.API_VERSION,
+        "kind": names.MESH_NETWORK_KIND,
+        "metadata": {"name": name},
+        "spec": {"cidrs": [pool]},
+    }
+    deadline = time.monotonic() + POLICY_ACTIVE_SECONDS
+    while time.monotonic() < deadline:
+        try:
+            mesh.custom.create_cluster_custom_object(
+                names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, body, dry_run="All"
+            )
+        except kubernetes.client.ApiException as error:
+            if error.status != 422:
+                raise
+            message: str = json.loads(error.body or "{}")["message"]
+            return message
+        time.sleep(0.5)  # back-off between dry runs while the policy becomes active
+    raise AssertionError(f"pool {pool} was admitted for {POLICY_ACTIVE_SECONDS:.0f}s")
+
+
+def test_pools_overlapping_the_service_range_or_a_node_are_refused_at_admission(
+    mesh: MeshApi, network: str, node_with_ranges: str, pool_policies: None
+) -> None:
+    message = _refusal(mesh, f"{network}-svc", "10.0.0.0/16")
+    assert "spec.cidrs overlaps 10.0.0.0/24 (Service range) of ServiceCIDR kubernetes" in message
+    message = _refusal(mesh, f"{network}-pod", "10.250.0.0/16")
+    assert f"10.250.3.0/24 (podCIDR) of Node {node_with_ranges}" in message
+    message = _refusal(mesh, f"{network}-ip", "198.51.100.0/24")
+    assert f"198.51.100.10/32 (InternalIP) of Node {node_with_ranges}" in message
+    # A pool that overlaps nothing is admitted (really created, then removed by the fixture).
+    mesh.create_network(network, ["100.126.0.0/24"])

@@ -53,8 +53,8 @@ def metrics_port_message(node: str, address: str, port: int) -> str:
     return (
         f"TCP port {port} on {address} (the agent's /metrics, /healthz and /readyz) is already"
         f" in use on node {node} (Calico Felix serves its metrics on 9091). Set another port:"
-        " chart value agent.metricsPort (env REEF_METRICS_PORT), or another address with"
-        " REEF_BIND_ADDRESS"
+        " chart value agent.metricsPort (env REEF_METRICS_PORT), or another address:"
+        " agent.metricsBindAddress (env REEF_BIND_ADDRESS)"
     )
 
 
