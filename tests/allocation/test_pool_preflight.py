@@ -102,7 +102,14 @@ POLICY_ACTIVE_SECONDS = 30.0
 def pool_policies(helm: KubeCLI, kubectl: KubeCLI, network: str) -> Iterator[None]:
     """The chart's pool admission policies, applied alone for this test."""
     rendered = helm(
-        "template", network[:30], str(CHART), "--show-only", "templates/pool-policy.yaml"
+        "template",
+        network[:30],
+        str(CHART),
+        "--show-only",
+        "templates/pool-policy.yaml",
+        # as `helm install` finds it on this cluster (Kubernetes >= 1.33)
+        "--api-versions",
+        "networking.k8s.io/v1/ServiceCIDR",
     ).stdout
     kubectl("apply", "-f", "-", input=rendered)
     yield
