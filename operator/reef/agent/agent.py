@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -58,6 +59,28 @@ class AgentExitError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+def _peer_relevant(body: Body) -> tuple[Any, ...]:
+    """What of a MeshAgent can change this node's device or its own report.
+
+    Members write their health (status.dataplane, Configured/PeersHealthy/Ready) often;
+    at thousands of members those writes must cost this agent nothing: they update the
+    cache but do not wake the loop. Spec, addresses, the Allocated condition, deletion
+    and identity do wake it. (The health timer still runs on its own schedule.)
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    allocated = [c for c in status.get("conditions") or [] if c.get("type") == ALLOCATED]
+    return (
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        tuple(metadata.get("finalizers") or ()),
+        json.dumps(body.get("spec"), sort_keys=True),
+        tuple(status.get("addresses") or ()),
+        json.dumps(allocated, sort_keys=True),
+    )
 
 
 class Agent:
@@ -187,6 +210,8 @@ class Agent:
             f"metadata.name={settings.network}",
             loop,
             self._changed,
+            # the operator's status writes (usage, reachability) change nothing here
+            relevant=lambda body: json.dumps(body.get("spec"), sort_keys=True),
         )
         self._agents = Informer(
             self.kube,
@@ -194,6 +219,7 @@ class Agent:
             f"spec.network={settings.network}",
             loop,
             self._changed,
+            relevant=_peer_relevant,
         )
         # Our own Node (one object, like the kubelet's own watch): its uid makes it the
         # MeshAgent's owner; its annotations and addresses give the endpoint.

@@ -46,7 +46,11 @@ class Informer:
         on_change: Callable[[], None],
         *,
         optional: bool = False,
+        relevant: Callable[[Body], Any] | None = None,
     ) -> None:
+        #: What of an object matters to the consumer: a modification that leaves it equal
+        #: updates the cache without waking anyone (e.g. another member's health report).
+        self._relevant = relevant
         #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
         self._optional = optional
         if plural == "nodes":
@@ -83,10 +87,18 @@ class Informer:
 
     def _apply(self, kind: str, body: Body) -> None:
         name = body["metadata"]["name"]
+        old = self.objects.get(name)
         if kind == "DELETED":
             self.objects.pop(name, None)
         else:
             self.objects[name] = body
+        if (
+            kind == "MODIFIED"
+            and old is not None
+            and self._relevant is not None
+            and self._relevant(old) == self._relevant(body)
+        ):
+            return
         self._on_change()
 
     # --- thread side ------------------------------------------------------------
