@@ -152,6 +152,6 @@ def test_pools_overlapping_the_service_range_or_a_node_are_refused_at_admission(
     message = _refusal(mesh, f"{network}-pod", "10.250.0.0/16")
     assert f"10.250.3.0/24 (podCIDR) of Node {node_with_ranges}" in message
     message = _refusal(mesh, f"{network}-ip", "198.51.100.0/24")
-    assert f"198.51.100.10/32 (InternalIP) of Node {node_with_ranges}" in message
+    assert f"198.51.100.10 (InternalIP) of Node {node_with_ranges}" in message
     # A pool that overlaps nothing is admitted (really created, then removed by the fixture).
     mesh.create_network(network, ["100.126.0.0/24"])
