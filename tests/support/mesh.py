@@ -141,7 +141,7 @@ class MeshApi:
     # cleanup
 
     def remove_network(self, network: str) -> None:
-        """Delete the network and all its agents, stripping our finalizer (no operator needed)."""
+        """Delete the network and all its agents, stripping our finalizers (no operator needed)."""
         for agent in self.agents(network):
             name = agent["metadata"]["name"]
             self.custom.patch_cluster_custom_object(
@@ -157,6 +157,13 @@ class MeshApi:
                 if error.status != 404:
                     raise
         try:
+            self.custom.patch_cluster_custom_object(
+                names.GROUP,
+                names.VERSION,
+                names.MESH_NETWORK_PLURAL,
+                network,
+                {"metadata": {"finalizers": None}},
+            )
             self.custom.delete_cluster_custom_object(
                 names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL, network
             )

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import json
 import logging
 import socket
 import time
@@ -26,9 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reef.agent import peers as peer_planning
-from reef.agent import registration
+from reef.agent import ports, registration
 from reef.agent.device import WIREGUARD_OVERHEAD, Device
-from reef.agent.health import ALLOCATED, Observation, peer_health
+from reef.agent.endpoint import EndpointChoice, choose_endpoint
+from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
 from reef.agent.informer import Informer
 from reef.agent.keys import KeyFileError, load_or_create_key
 from reef.agent.peers import PeerSetPlan, SkippedPeer
@@ -59,16 +61,25 @@ class AgentExitError(Exception):
         self.code = code
 
 
-def _endpoint_for(settings: AgentSettings, listen_port: int) -> str:
-    if settings.endpoint:
-        return settings.endpoint
-    if not settings.node_ip:
-        return ""  # behind NAT: peers learn our endpoint from our own packets
-    host = settings.node_ip
+def _peer_relevant(body: Body) -> tuple[Any, ...]:
+    """What of a MeshAgent can change this node's device or its own report.
+
+    Members write their health (status.dataplane, Configured/PeersHealthy/Ready) often;
+    at thousands of members those writes must cost this agent nothing: they update the
+    cache but do not wake the loop. Spec, addresses, the Allocated condition, deletion
+    and identity do wake it. (The health timer still runs on its own schedule.)
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    allocated = [c for c in status.get("conditions") or [] if c.get("type") == ALLOCATED]
     return (
-        f"[{host}]:{listen_port}"
-        if ipaddress.ip_address(host).version == 6
-        else f"{host}:{listen_port}"
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        tuple(metadata.get("finalizers") or ()),
+        json.dumps(body.get("spec"), sort_keys=True),
+        tuple(status.get("addresses") or ()),
+        json.dumps(allocated, sort_keys=True),
     )
 
 
@@ -88,6 +99,7 @@ class Agent:
         self._applied_peers: tuple[PeerSpec, ...] | None = None
         self._plan = PeerSetPlan()
         self._configure_error: str | None = None
+        self._configure_reason = "ConfigurationFailed"
         self._reported_skips: dict[str, str] = {}
         self._reported_refusals: tuple[str, ...] = ()
         self._resolved: dict[str, IPAddress | None] = {}
@@ -98,6 +110,9 @@ class Agent:
         self._started = time.monotonic()
         self._agents: Informer | None = None
         self._networks: Informer | None = None
+        self._nodes: Informer | None = None
+        self._endpoint_problem: str | None = None
+        self._rx = RxTracker()
 
     # --- control ----------------------------------------------------------------------
 
@@ -157,7 +172,7 @@ class Agent:
         except AgentExitError as stop:
             return stop.code
         finally:
-            for informer in (self._agents, self._networks):
+            for informer in (self._agents, self._networks, self._nodes):
                 if informer is not None:
                     informer.stop()
             await self.device.close()
@@ -196,6 +211,8 @@ class Agent:
             f"metadata.name={settings.network}",
             loop,
             self._changed,
+            # the operator's status writes (usage, reachability) change nothing here
+            relevant=lambda body: json.dumps(body.get("spec"), sort_keys=True),
         )
         self._agents = Informer(
             self.kube,
@@ -203,9 +220,21 @@ class Agent:
             f"spec.network={settings.network}",
             loop,
             self._changed,
+            relevant=_peer_relevant,
+        )
+        # Our own Node (one object, like the kubelet's own watch): its uid makes it the
+        # MeshAgent's owner; its annotations and addresses give the endpoint.
+        self._nodes = Informer(
+            self.kube,
+            "nodes",
+            f"metadata.name={settings.node_name}",
+            loop,
+            self._changed,
+            optional=True,
         )
         self._networks.start()
         self._agents.start()
+        self._nodes.start()
         network = await self._await_network()
         await self._register(network)
 
@@ -214,7 +243,12 @@ class Agent:
         while not self._stopping:
             assert self._networks is not None
             assert self._agents is not None
-            if self._networks.synced.is_set() and self._agents.synced.is_set():
+            assert self._nodes is not None
+            if (
+                self._networks.synced.is_set()
+                and self._agents.synced.is_set()
+                and self._nodes.synced.is_set()
+            ):
                 network = self._network()
                 if network is not None:
                     return network
@@ -226,15 +260,37 @@ class Agent:
             await self._wait(None)
         raise AgentExitError(0, "stopped")
 
+    def _node(self) -> Body | None:
+        """Our Node object; None for a host that is no Node (or when Nodes are unreadable)."""
+        assert self._nodes is not None
+        return self._nodes.objects.get(self.settings.node_name)
+
+    def _endpoint(self, network: MeshNetwork) -> EndpointChoice:
+        return choose_endpoint(
+            self._node(), network.spec.listen_port, self.settings.endpoint, self.settings.node_ip
+        )
+
     def _registration(self, network: MeshNetwork) -> registration.Registration:
         assert self._key is not None
+        node = self._node()
         return registration.Registration(
             name=self.settings.node_name,
             network=self.settings.network,
             node_name=self.settings.node_name,
             public_key=self._key.public_key().base64(),
-            endpoint=_endpoint_for(self.settings, network.spec.listen_port),
+            endpoint=self._endpoint(network).endpoint,
+            node_uid=(node or {}).get("metadata", {}).get("uid"),
         )
+
+    async def _report_endpoint_problem(self, body: Body, network: MeshNetwork) -> None:
+        """One Event per new problem with the Node's endpoint annotations."""
+        problem = self._endpoint(network).problem
+        if problem is not None and problem != self._endpoint_problem:
+            log.warning("Node %s: %s", self.settings.node_name, problem)
+            await self.events.record(
+                body, EventType.WARNING, Reason.ENDPOINT_OVERRIDE_INVALID, problem
+            )
+        self._endpoint_problem = problem
 
     async def _register(self, network: MeshNetwork) -> None:
         """Create our MeshAgent, or adopt the one there (after a deletion in progress ends)."""
@@ -316,6 +372,7 @@ class Agent:
             if patched is None:
                 return
             body = patched
+        await self._report_endpoint_problem(body, network)
         me = parse_mesh_agent(body)
         if not me.status.addresses:
             return
@@ -345,6 +402,8 @@ class Agent:
         try:
             await self._apply(me, network, plan, force=force)
             self._configure_error = None
+        except ports.PortInUseError as error:
+            await self._exit_port_in_use(body, me, str(error))
         except (DataplaneError, OSError, ValueError) as error:
             self._configure_error = f"{type(error).__name__}: {error}"
             log.error("configuring %s failed: %s", self.settings.interface, error)
@@ -353,6 +412,26 @@ class Agent:
         await self._report_skips(body, plan.skipped)
         await self._report_refused_routes(body, plan.refused_routes)
         await self._report(body, me)
+
+    async def _exit_port_in_use(self, body: Body, me: MeshAgent, message: str) -> None:
+        """Say it everywhere an admin looks (condition, Event, log, termination message), exit."""
+        self._configure_error, self._configure_reason = message, "PortInUse"
+        log.error("%s", message)
+        ports.write_termination_message(message)
+        await self._report(body, me, flush=True)
+        await self.events.record(body, EventType.WARNING, Reason.PORT_IN_USE, message)
+        raise AgentExitError(5, message)
+
+    async def _check_listen_port(self, port: int) -> None:
+        """Before (re)configuring: is the WireGuard port taken by anything but our interface?"""
+        if await self.device.index() is not None:
+            with contextlib.suppress(DataplaneError, OSError):
+                if (await self.device.read_state()).listen_port == port:
+                    return  # our own interface (left up by the previous agent) holds it
+        if ports.udp_port_taken(port):
+            raise ports.PortInUseError(
+                ports.wireguard_port_message(self.settings.node_name, self.settings.network, port)
+            )
 
     def _members(self) -> list[Body]:
         assert self._agents is not None
@@ -390,6 +469,8 @@ class Agent:
         )
         device_key = (spec.listen_port, addresses, mtu, plan.forwarding)
         if not self._configured or device_key != self._device_key or force:
+            if not self._configured or device_key[0] != (self._device_key or (0,))[0]:
+                await self._check_listen_port(spec.listen_port)
             versions = sorted({a.version for a in addresses}) if plan.forwarding else []
             await self.device.ensure(
                 DeviceSpec(
@@ -485,14 +566,21 @@ class Agent:
             )
         self._reported_refusals = refused
 
-    async def _report(self, body: Body, me: MeshAgent) -> None:
+    async def _report(self, body: Body, me: MeshAgent, *, flush: bool = False) -> None:
         plan = self._plan
         total = healthy = 0
         unhealthy: tuple[str, ...] = ()
         if self._configured:
             state = await self.device.read_state()
             now = datetime.now(UTC)
-            healthy, unhealthy = peer_health(state, plan.names, now)
+            network = self._network()
+            healthy, unhealthy = peer_health(
+                state,
+                plan.names,
+                now,
+                self._rx.silence(state, time.monotonic()),
+                network.spec.persistent_keepalive if network is not None else 0,
+            )
             total = len(plan.names)
             for key, name in plan.names.items():
                 peer = state.peers.get(key)
@@ -519,6 +607,7 @@ class Agent:
             and (allocated_condition is None or allocated_condition.status == "True"),
             configured=self._configured,
             configure_error=self._configure_error,
+            configure_reason=self._configure_reason,
             total=total,
             healthy=healthy,
             unhealthy=unhealthy,
@@ -526,7 +615,7 @@ class Agent:
             self_problem=plan.self_problem,
             refused_routes=plan.refused_routes,
         )
-        await self.status.report(body, observation)
+        await self.status.report(body, observation, now=flush)
 
 
 def me_body_ref(me: MeshAgent) -> Body:

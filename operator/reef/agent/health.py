@@ -8,11 +8,20 @@ Conditions the agent owns (the operator owns ``Allocated``):
   names them. Likewise ``RoutesRefused`` when prefixes of this member's
   ``extraAllowedIPs`` are not routed (outside the MeshNetwork's ``routablePrefixes``, or
   overlapping the pool or the cluster's own ranges); the message names each and why.
-- ``PeersHealthy``: every configured peer completed a handshake within the last
-  180 s (WireGuard re-keys every 120 s, so a live session always has one). With zero
-  peers there is nothing to be unhealthy: True, reason ``NoPeers``.
-- ``Ready`` = Allocated ∧ Configured ∧ PeersHealthy. A lone first node is therefore
-  Ready (its interface is up with its permanent address, waiting for others).
+- ``PeersHealthy``: every configured peer is alive: it completed a handshake within the
+  last 180 s (WireGuard re-keys every 120 s, so a live session always has one) and,
+  when the network sets ``persistentKeepalive`` K, something arrived from it within
+  3·K + 5 s (a live peer sends at least a keepalive every K s; this notices a dead
+  peer in seconds instead of minutes). With zero peers: True, reason ``NoPeers``.
+  The message names the peers that are not alive; ``status.dataplane.unreachable``
+  lists them (at most :data:`UNREACHABLE_LISTED`) for the operator, which counts,
+  per member, how many others cannot reach it (MeshNetwork ``MembersReachable``).
+- ``Ready`` = Allocated ∧ Configured ∧ not isolated. *Isolated* means there are
+  peers but not one of them is alive: then the fault is most likely this node's.
+  Some unreachable peers do not make this node NotReady — one broken member must
+  not turn the whole mesh NotReady; it is named (PeersHealthy here, MembersReachable
+  on the MeshNetwork) instead. A lone first node is Ready (its interface is up with
+  its permanent address, waiting for others).
 """
 
 from __future__ import annotations
@@ -27,6 +36,11 @@ from reef.api.conditions import CONDITION_FALSE, CONDITION_TRUE, utc_timestamp
 from reef.dataplane import DeviceState, Key
 
 HANDSHAKE_HEALTHY = timedelta(seconds=180)
+#: Keepalive intervals without any received byte after which a peer counts as dead.
+SILENT_KEEPALIVES = 3
+SILENCE_SLACK_SECONDS = 5.0
+#: Names of unreachable peers put into status.dataplane.unreachable (bounded writes).
+UNREACHABLE_LISTED = 16
 
 CONFIGURED = "Configured"
 PEERS_HEALTHY = "PeersHealthy"
@@ -63,6 +77,8 @@ class Observation:
     skipped: tuple[SkippedPeer, ...]
     self_problem: str | None = None
     refused_routes: tuple[str, ...] = ()
+    #: Reason of Configured=False when configure_error is set (e.g. PortInUse).
+    configure_reason: str = "ConfigurationFailed"
 
 
 def _listing(items: list[str]) -> str:
@@ -71,16 +87,45 @@ def _listing(items: list[str]) -> str:
     return f"{shown} and {rest} more" if rest > 0 else shown
 
 
+class RxTracker:
+    """When each peer's received-bytes counter last grew (monotonic seconds).
+
+    Kept by the agent between health checks; memory is one entry per peer.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[Key, tuple[int, float]] = {}
+
+    def silence(self, state: DeviceState, now: float) -> dict[Key, float]:
+        """Seconds since each peer's rx counter last changed (0 when it just did)."""
+        result = {}
+        seen = {}
+        for key, peer in state.peers.items():
+            previous = self._seen.get(key)
+            since = now if previous is None or previous[0] != peer.rx_bytes else previous[1]
+            seen[key] = (peer.rx_bytes, since)
+            result[key] = now - since
+        self._seen = seen
+        return result
+
+
 def peer_health(
-    state: DeviceState, names: Mapping[Key, str], now: datetime
+    state: DeviceState,
+    names: Mapping[Key, str],
+    now: datetime,
+    silence: Mapping[Key, float] | None = None,
+    keepalive: int = 0,
 ) -> tuple[int, tuple[str, ...]]:
     """Healthy count and the names of unhealthy peers among those in ``names``."""
+    limit = SILENT_KEEPALIVES * keepalive + SILENCE_SLACK_SECONDS if keepalive else None
     unhealthy = []
     healthy = 0
     for key, name in names.items():
         peer = state.peers.get(key)
         handshake = peer.last_handshake if peer is not None else None
-        if handshake is not None and now - handshake <= HANDSHAKE_HEALTHY:
+        quiet = (silence or {}).get(key, 0.0)
+        recent = handshake is not None and now - handshake <= HANDSHAKE_HEALTHY
+        if recent and (limit is None or quiet <= limit):
             healthy += 1
         else:
             unhealthy.append(name)
@@ -91,7 +136,7 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
     o = observation
     if o.configure_error is not None:
         configured = ConditionValue(
-            CONFIGURED, CONDITION_FALSE, "ConfigurationFailed", o.configure_error
+            CONFIGURED, CONDITION_FALSE, o.configure_reason, o.configure_error
         )
     elif not o.configured:
         configured = ConditionValue(
@@ -142,8 +187,22 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
         ready = ConditionValue(READY, CONDITION_FALSE, "NotAllocated", "no permanent address yet")
     elif configured.status != CONDITION_TRUE:
         ready = ConditionValue(READY, CONDITION_FALSE, "NotConfigured", configured.message)
+    elif o.total > 0 and o.healthy == 0:
+        ready = ConditionValue(
+            READY,
+            CONDITION_FALSE,
+            "Isolated",
+            f"none of the {o.total} peer(s) is reachable from this node: check this node's"
+            " underlay (UDP to the peers' listen port) first",
+        )
     elif peers.status != CONDITION_TRUE:
-        ready = ConditionValue(READY, CONDITION_FALSE, "PeersUnhealthy", peers.message)
+        ready = ConditionValue(
+            READY,
+            CONDITION_TRUE,
+            "SomePeersUnreachable",
+            f"allocated, configured, {o.healthy} of {o.total} peer(s) reachable; not reachable: "
+            + _listing(list(o.unhealthy)),
+        )
     else:
         ready = ConditionValue(
             READY, CONDITION_TRUE, "Ready", "allocated, configured, every peer handshaking"
@@ -160,6 +219,7 @@ def dataplane(observation: Observation, last_sync: datetime) -> dict[str, Any]:
         "configuredAddresses": list(o.configured_addresses),
         "listenPort": o.listen_port,
         "peers": {"total": o.total, "healthy": o.healthy, "summary": f"{o.healthy}/{o.total}"},
+        "unreachable": list(o.unhealthy[:UNREACHABLE_LISTED]),
         "lastSync": utc_timestamp(last_sync),
     }
 

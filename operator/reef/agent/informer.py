@@ -1,4 +1,4 @@
-"""A list-then-watch cache of custom objects, feeding the agent's asyncio loop.
+"""A list-then-watch cache of API objects, feeding the agent's asyncio loop.
 
 The official client's watch is blocking, so each informer runs in its own daemon
 thread and hands every change to the loop with ``call_soon_threadsafe``. After a
@@ -10,6 +10,7 @@ The agent reacts to :attr:`Informer.changed`, never to a timer.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -30,7 +31,11 @@ _BACKOFF_MAX = 15.0
 
 
 class Informer:
-    """All objects of one plural matching a field selector, kept current by watch."""
+    """All objects of one plural matching a field selector, kept current by watch.
+
+    Custom objects of the reef API by default; ``plural="nodes"`` follows core Nodes
+    (the agent watches its own Node, by name, the way the kubelet does).
+    """
 
     def __init__(
         self,
@@ -39,7 +44,21 @@ class Informer:
         field_selector: str,
         loop: asyncio.AbstractEventLoop,
         on_change: Callable[[], None],
+        *,
+        optional: bool = False,
+        relevant: Callable[[Body], Any] | None = None,
     ) -> None:
+        #: What of an object matters to the consumer: a modification that leaves it equal
+        #: updates the cache without waking anyone (e.g. another member's health report).
+        self._relevant = relevant
+        #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
+        self._optional = optional
+        if plural == "nodes":
+            self._list_call: Callable[..., Any] = kube.core.list_node
+            self._list_args: tuple[str, ...] = ()
+        else:
+            self._list_call = kube.custom.list_cluster_custom_object
+            self._list_args = (names.GROUP, names.VERSION, plural)
         self.objects: dict[str, Body] = {}
         self.synced = asyncio.Event()
         self._kube = kube
@@ -68,18 +87,27 @@ class Informer:
 
     def _apply(self, kind: str, body: Body) -> None:
         name = body["metadata"]["name"]
+        old = self.objects.get(name)
         if kind == "DELETED":
             self.objects.pop(name, None)
         else:
             self.objects[name] = body
+        if (
+            kind == "MODIFIED"
+            and old is not None
+            and self._relevant is not None
+            and self._relevant(old) == self._relevant(body)
+        ):
+            return
         self._on_change()
 
     # --- thread side ------------------------------------------------------------
 
     def _list(self) -> tuple[dict[str, Body], str]:
-        listed: Body = self._kube.custom.list_cluster_custom_object(  # type: ignore[assignment]
-            names.GROUP, names.VERSION, self._plural, field_selector=self._selector
+        response = self._list_call(
+            *self._list_args, field_selector=self._selector, _preload_content=False
         )
+        listed: Body = json.loads(response.data)
         objects = {item["metadata"]["name"]: item for item in listed.get("items", [])}
         return objects, listed["metadata"]["resourceVersion"]
 
@@ -104,6 +132,8 @@ class Informer:
                 log.warning(
                     "watch of %s failed (%s); retrying in %.1fs", self._plural, error, backoff
                 )
+                if status == 403 and self._optional and not self.synced.is_set():
+                    self._loop.call_soon_threadsafe(self._replace, {})
                 version = None
                 # Back-off after an API error (not a wait for an event): bounded, doubling.
                 self._stopping.wait(backoff)
@@ -117,17 +147,15 @@ class Informer:
         """
         self._watch = watch.Watch()  # type: ignore[no-untyped-call]
         for event in self._watch.stream(  # type: ignore[no-untyped-call]
-            self._kube.custom.list_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            self._plural,
+            self._list_call,
+            *self._list_args,
             field_selector=self._selector,
             resource_version=version,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             allow_watch_bookmarks=True,
         ):
             kind = event["type"]
-            body = event["object"]
+            body = event["raw_object"]  # plain JSON, also for core kinds
             version = body["metadata"]["resourceVersion"]
             if kind != "BOOKMARK":
                 self._loop.call_soon_threadsafe(self._apply, kind, body)

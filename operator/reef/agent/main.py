@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 
 from pydantic import ValidationError
 
+from reef.agent import ports
 from reef.agent.agent import Agent
 from reef.kube.client import Kube, load_api_client
+from reef.kube.events import EventRecorder
+from reef.observability.events import EventType, Reason
 from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
 from reef.observability.metrics import report_build_info, report_readiness
@@ -37,6 +41,21 @@ async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
         kube.close()
 
 
+async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
+    """The Event on our MeshAgent (or, before the first registration, on its name)."""
+    kube = Kube(load_api_client(settings, 1), 1)
+    try:
+        try:
+            involved = await kube.get_agent(settings.node_name)
+        except Exception:
+            involved = {"kind": "MeshAgent", "metadata": {"name": settings.node_name}}
+        await EventRecorder(kube, "agent").record(
+            involved, EventType.WARNING, Reason.PORT_IN_USE, message
+        )
+    finally:
+        kube.close()
+
+
 def run_agent() -> int:
     try:
         settings = AgentSettings()
@@ -48,7 +67,18 @@ def run_agent() -> int:
     # that the kubelet would count as a failure during start-up.
     report_build_info("agent")
     probes = ProbeServer(settings.metrics_port, settings.bind_address)
-    probes.start()
+    try:
+        probes.start()
+    except OSError as error:
+        if error.errno != errno.EADDRINUSE:
+            raise
+        message = ports.metrics_port_message(
+            settings.node_name, settings.bind_address, settings.metrics_port
+        )
+        log.error("%s", message)
+        ports.write_termination_message(message)
+        asyncio.run(_record_port_in_use(settings, message))
+        return 5
     if "REEF_ROLE" in os.environ:
         # Older agents copied REEF_ROLE into spec.role; a node may no longer
         # promote itself. Existing MeshAgents keep the role they have.

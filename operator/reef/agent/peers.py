@@ -32,6 +32,10 @@ Rules:
   spokes' allowed IPs, so spoke-to-spoke traffic goes *through* that hub. The hub must
   forward between its peers (:attr:`PeerSetPlan.forwarding`).
 - Terminating members (deletionTimestamp set) are already gone from the mesh.
+- A registered member still waiting for its address is already a peer — its key and
+  endpoint, no allowed IPs yet — so its first handshake, sent the moment its interface
+  is up, meets a peer that knows its key (else WireGuard retries only after 5 s). It
+  carries no traffic until its address arrives and is not counted in peer health.
 - A node whose *own* spec loses a collision has no peers (every other node skips it);
   the plan says why in :attr:`PeerSetPlan.self_problem`.
 """
@@ -211,6 +215,33 @@ def tunnel_keepalive(a: int | None, b: int | None, network: int) -> int:
     return min(running) if running else 0
 
 
+def _read_joining(agent: MeshAgent, resolved: Mapping[str, IPAddress | None]) -> _Member | None:
+    """A member without an address yet, as an early peer (key and endpoint); None if unusable."""
+    try:
+        key = Key.from_base64(agent.spec.public_key)
+        endpoint = _endpoint(agent.spec.endpoint, resolved)
+    except (InvalidKeyError, ValueError):
+        return None  # reported once it has an address and is planned for real
+    return _Member(agent, key, (), (), endpoint)
+
+
+def _early_peers(
+    me: MeshAgent, early: Iterable[_Member], network: MeshNetworkSpec, keys_seen: dict[Key, str]
+) -> list[_Member]:
+    """Joining members this node will peer with (topology), each key once."""
+    joining = []
+    for m in early:
+        wanted_here = (
+            network.topology is not Topology.HUB
+            or me.spec.role is Role.HUB
+            or m.agent.spec.role is Role.HUB
+        )
+        if wanted_here and m.key not in keys_seen:
+            keys_seen[m.key] = m.agent.name
+            joining.append(m)
+    return joining
+
+
 def _order(agent: MeshAgent) -> tuple[datetime, str]:
     return (agent.metadata.creation_timestamp or _FAR_FUTURE, agent.name)
 
@@ -273,6 +304,62 @@ class _Claims:
         return None
 
 
+def _classify(
+    live: Iterable[MeshAgent],
+    resolved: Mapping[str, IPAddress | None],
+    routes: RoutePolicy,
+    keys_seen: dict[Key, str],
+) -> tuple[list[_Member], list[SkippedPeer], list[str], list[_Member]]:
+    """Members with an address (accepted), skipped ones, pending ones, and pending ones
+    that already registered a key (early peers); records each accepted key."""
+    skipped: list[SkippedPeer] = []
+    pending: list[str] = []
+    accepted: list[_Member] = []
+    early: list[_Member] = []
+    for agent in live:
+        parsed = _read_member(agent, resolved, routes)
+        if parsed is None:
+            pending.append(agent.name)
+            if (early_peer := _read_joining(agent, resolved)) is not None:
+                early.append(early_peer)
+        elif isinstance(parsed, SkippedPeer):
+            skipped.append(parsed)
+        elif (holder := keys_seen.get(parsed.key)) is not None:
+            skipped.append(SkippedPeer(agent.name, f"public key is also used by {holder}"))
+        else:
+            keys_seen[parsed.key] = agent.name
+            accepted.append(parsed)
+    return accepted, skipped, pending, early
+
+
+def _peer_specs(
+    chosen: list[_Member],
+    joining: list[_Member],
+    allowed: Mapping[str, list[IPNetwork]],
+    own_keepalive: int | None,
+    network: MeshNetworkSpec,
+) -> tuple[PeerSpec, ...]:
+    def keepalive(member: _Member) -> int:
+        return tunnel_keepalive(
+            own_keepalive, member.agent.spec.persistent_keepalive, network.persistent_keepalive
+        )
+
+    return tuple(
+        PeerSpec(
+            public_key=m.key,
+            allowed_ips=tuple(allowed[m.agent.name]),
+            endpoint=m.endpoint,
+            persistent_keepalive=keepalive(m),
+        )
+        for m in chosen
+    ) + tuple(
+        # A registered member still waiting for its address: its key and endpoint only, so
+        # its first handshake is answered at once (no allowed IPs until it has an address).
+        PeerSpec(public_key=m.key, endpoint=m.endpoint, persistent_keepalive=keepalive(m))
+        for m in joining
+    )
+
+
 def plan_peers(
     me: MeshAgent,
     my_public_key: Key,
@@ -289,21 +376,8 @@ def plan_peers(
         (m for m in members if m.metadata.deletion_timestamp is None and m.name != me.name),
         key=_order,
     )
-    skipped: list[SkippedPeer] = []
-    pending: list[str] = []
-    accepted: list[_Member] = []
     keys_seen: dict[Key, str] = {my_public_key: me.name}
-    for agent in live:
-        parsed = _read_member(agent, resolved, routes)
-        if parsed is None:
-            pending.append(agent.name)
-        elif isinstance(parsed, SkippedPeer):
-            skipped.append(parsed)
-        elif (holder := keys_seen.get(parsed.key)) is not None:
-            skipped.append(SkippedPeer(agent.name, f"public key is also used by {holder}"))
-        else:
-            keys_seen[parsed.key] = agent.name
-            accepted.append(parsed)
+    accepted, skipped, pending, early = _classify(live, resolved, routes, keys_seen)
 
     # Everyone (this node included) is ordered the same way on every node, so every
     # node reaches the same verdict on a collision.
@@ -341,21 +415,12 @@ def plan_peers(
                         via.extend(allowed[member.agent.name])
     else:
         chosen = usable
+    joining = _early_peers(me, early, network, keys_seen)
     if self_problem is not None:
         # Every other node skips us (same verdict everywhere): peering one-sidedly would
         # only leak half-open sessions. Fix the spec and the node rejoins.
-        chosen, forwarding = [], False
-    peers = tuple(
-        PeerSpec(
-            public_key=m.key,
-            allowed_ips=tuple(allowed[m.agent.name]),
-            endpoint=m.endpoint,
-            persistent_keepalive=tunnel_keepalive(
-                own_keepalive, m.agent.spec.persistent_keepalive, network.persistent_keepalive
-            ),
-        )
-        for m in chosen
-    )
+        chosen, forwarding, joining = [], False, []
+    peers = _peer_specs(chosen, joining, allowed, own_keepalive, network)
     return PeerSetPlan(
         peers=peers,
         names={m.key: m.agent.name for m in chosen},

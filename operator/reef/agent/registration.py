@@ -3,7 +3,10 @@
 The agent owns its MeshAgent's ``spec.publicKey``, ``spec.endpoint`` and
 ``spec.nodeName`` — what a node may say about itself — and writes nothing else of the
 spec: role, extraAllowedIPs, requestedAddresses and persistentKeepalive are admin-owned
-(the admission policy refuses them from a node's credentials; docs/security.md).
+(the admission policy refuses them from a node's credentials; docs/security.md). It points
+the object's ``ownerReferences`` at its Node: when the Node is deleted, the cluster's
+garbage collector deletes the MeshAgent (which releases the address into retention, see
+the operator) — no reef component has to watch Nodes.
 It creates the object with the release finalizer already in
 ``metadata.finalizers`` (the operator would otherwise add it with a write of its own
 per node); the operator removes it after releasing the address, and the agent never
@@ -33,17 +36,36 @@ class Registration:
     node_name: str
     public_key: str
     endpoint: str
+    #: The Node's uid, when the Node exists: the MeshAgent's owner (for garbage collection).
+    node_uid: str | None = None
 
     def _spec(self) -> dict[str, str]:
         return {"publicKey": self.public_key, "endpoint": self.endpoint, "nodeName": self.node_name}
 
+    def _owner(self) -> Body:
+        # No blockOwnerDeletion: deleting a Node must never wait for reef.
+        return {"apiVersion": "v1", "kind": "Node", "name": self.node_name, "uid": self.node_uid}
+
     def body(self) -> Body:
+        metadata: Body = {"name": self.name, "finalizers": [names.RELEASE_FINALIZER]}
+        if self.node_uid:
+            metadata["ownerReferences"] = [self._owner()]
         return {
             "apiVersion": names.API_VERSION,
             "kind": names.MESH_AGENT_KIND,
-            "metadata": {"name": self.name, "finalizers": [names.RELEASE_FINALIZER]},
+            "metadata": metadata,
             "spec": {"network": self.network, **self._spec()},
         }
+
+    def _owners_patch(self, metadata: Body) -> list[Body] | None:
+        """The ownerReferences to write so our Node (this uid) owns the object; None: as is."""
+        if not self.node_uid:
+            return None
+        owners = list(metadata.get("ownerReferences") or [])
+        if any(o.get("kind") == "Node" and o.get("uid") == self.node_uid for o in owners):
+            return None
+        # A Node of an earlier incarnation (same name, other uid) no longer owns us.
+        return [o for o in owners if o.get("kind") != "Node"] + [self._owner()]
 
     def spec_patch(self, existing: Body) -> Body:
         """The merge patch that makes ``existing`` say what we say (empty: nothing)."""
@@ -52,9 +74,12 @@ class Registration:
         patch: Body = {}
         if differs:
             patch["spec"] = differs
-        finalizers = list((existing.get("metadata") or {}).get("finalizers") or [])
+        metadata = existing.get("metadata") or {}
+        finalizers = list(metadata.get("finalizers") or [])
         if names.RELEASE_FINALIZER not in finalizers:
             patch["metadata"] = {"finalizers": [*finalizers, names.RELEASE_FINALIZER]}
+        if (owners := self._owners_patch(metadata)) is not None:
+            patch.setdefault("metadata", {})["ownerReferences"] = owners
         if patch:
             # Precondition: never write over a change we have not seen.
             patch.setdefault("metadata", {})["resourceVersion"] = existing["metadata"][

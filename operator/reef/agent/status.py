@@ -47,8 +47,11 @@ class StatusReporter:
             return None
         return self._last_write + self._min_interval
 
-    async def report(self, body: Body, observation: Observation) -> Body | None:
-        """Write now if needed and allowed; otherwise remember that a write is due."""
+    async def report(
+        self, body: Body, observation: Observation, *, now: bool = False
+    ) -> Body | None:
+        """Write now if needed and allowed (``now``: whatever the rate limit says, e.g. the
+        last words before the agent exits); otherwise remember that a write is due."""
         wanted = conditions(observation)
         block = dataplane(observation, datetime.now(UTC))
         generation = int(body["metadata"].get("generation") or 0)
@@ -56,7 +59,8 @@ class StatusReporter:
         if not decision.needed:
             self._pending = None
             return None
-        if not decision.urgent and time.monotonic() < self._last_write + self._min_interval:
+        limited = time.monotonic() < self._last_write + self._min_interval
+        if not (decision.urgent or now) and limited:
             self._pending = observation
             return None
         return await self._write(body, wanted, block)

@@ -19,6 +19,9 @@ DEFAULT_NETWORK: Final = "default"
 
 #: Guards a MeshAgent's deletion until its address is marked released in the ledger.
 RELEASE_FINALIZER: Final = f"{GROUP}/release-address"
+#: Guards a MeshNetwork's deletion until no member holds its addresses; then the
+#: operator deletes the network's ledger ConfigMaps and removes it.
+NETWORK_FINALIZER: Final = f"{GROUP}/members-released"
 
 #: Labels on ledger ConfigMaps; the operator lists a network's whole ledger by them.
 LEDGER_NETWORK_LABEL: Final = f"{GROUP}/network"

@@ -173,6 +173,38 @@ class Kube:
     async def create_config_map(self, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
         return await self._ledger_call(self.core.create_namespaced_config_map, namespace, body)
 
+    async def list_plain(self, function: Callable[..., Any], *args: Any) -> list[dict[str, Any]]:
+        """A LIST as plain JSON, served from the API server's watch cache (rv=0): the
+        cheap read for rare checks over many objects (e.g. all Nodes)."""
+        response: Any = await self.call(
+            function, *args, resource_version="0", _preload_content=False
+        )
+        return list(json.loads(response.data).get("items") or [])
+
+    async def list_nodes(self) -> list[dict[str, Any]]:
+        return await self.list_plain(self.core.list_node)
+
+    async def list_service_cidrs(self) -> list[dict[str, Any]]:
+        return await self.list_plain(
+            self.custom.list_cluster_custom_object, "networking.k8s.io", "v1", "servicecidrs"
+        )
+
+    async def delete_config_map(self, namespace: str, name: str) -> None:
+        await self._ledger_call(self.core.delete_namespaced_config_map, name, namespace)
+
+    async def patch_network(self, name: str, body: Any) -> dict[str, Any]:
+        """Merge-patch a MeshNetwork's metadata (the operator's finalizer)."""
+        result: dict[str, Any] = await self.call(
+            self.custom.patch_cluster_custom_object,
+            names.GROUP,
+            names.VERSION,
+            names.MESH_NETWORK_PLURAL,
+            name,
+            body,
+            _content_type="application/merge-patch+json",
+        )
+        return result
+
     async def replace_config_map(
         self, namespace: str, name: str, body: dict[str, Any]
     ) -> dict[str, Any]:

@@ -23,6 +23,10 @@ class Reason(StrEnum):
     PEER_SKIPPED = "PeerSkipped"
     ROUTE_REFUSED = "RouteRefused"
     KEY_ERROR = "KeyError"
+    ENDPOINT_OVERRIDE_INVALID = "EndpointOverrideInvalid"
+    PORT_IN_USE = "PortInUse"
+    POOL_OVERLAP = "PoolOverlap"
+    NETWORK_IN_USE = "NetworkInUse"
 
 
 class EventType(StrEnum):

@@ -18,6 +18,7 @@ from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
 from reef.operator.network_allocator import NetworkAllocator, ReloadReport
 from reef.operator.network_status import NetworkStatusWriter
+from reef.operator.reachability import MemberReport, Reachability, reachability, report_of
 from reef.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class NetworkHandle:
     status: NetworkStatusWriter
     #: uid -> Ready condition of the network's MeshAgents, kept from their watch events.
     ready: dict[str, bool] = field(default_factory=dict)
+    #: uid -> what the member's agent says about its peers (see reef.operator.reachability).
+    reports: dict[str, MemberReport] = field(default_factory=dict)
 
 
 class OperatorContext:
@@ -78,7 +81,9 @@ class OperatorContext:
             self.kube, self.settings.namespace, name, network.spec, on_reload
         )
         allocator.start()
-        status = NetworkStatusWriter(self.kube, self.recorder, allocator, body, self._ready_count)
+        status = NetworkStatusWriter(
+            self.kube, self.recorder, allocator, body, self._ready_count, reach=self._reachability
+        )
         handle = NetworkHandle(network, body, allocator, status)
         self.networks[name] = handle
         return handle, True
@@ -97,9 +102,25 @@ class OperatorContext:
         conditions = (body.get("status") or {}).get("conditions") or []
         ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
         uid = body["metadata"]["uid"]
-        if handle.ready.get(uid) != ready:
+        report = report_of(body)
+        if handle.ready.get(uid) != ready or handle.reports.get(uid) != report:
             handle.ready[uid] = ready
+            handle.reports[uid] = report
             handle.status.touch()
+
+    def forget_agent(self, body: Any) -> NetworkHandle | None:
+        """A MeshAgent is gone: drop what we kept of it; returns its network's handle."""
+        handle = self.networks.get((body.get("spec") or {}).get("network", "default"))
+        if handle is not None:
+            uid = body["metadata"]["uid"]
+            handle.ready.pop(uid, None)
+            handle.reports.pop(uid, None)
+            handle.status.touch()
+        return handle
+
+    def _reachability(self, network: str) -> Reachability:
+        handle = self.networks.get(network)
+        return reachability(() if handle is None else handle.reports.values())
 
     def _ready_count(self, network: str) -> int:
         handle = self.networks.get(network)

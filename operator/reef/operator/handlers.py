@@ -17,6 +17,8 @@ from reef.kube.client import Kube, load_api_client
 from reef.operator.cluster_ranges import ClusterRanges
 from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
+from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
+from reef.operator.preflight import check_pools
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
@@ -41,6 +43,7 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     # Know every network before the first MeshAgent event is handled.
     for body in await kube.list_networks():
         await context.upsert_network(body)
+    context.spawn(check_pools(context), "reef-preflight")
     context.repairs = RepairScheduler(context)
     context.cluster_ranges = ClusterRanges(
         kube, lambda: {name: handle.body for name, handle in context.networks.items()}
@@ -76,8 +79,19 @@ async def handle_event_meshnetwork(
     if event["type"] == "DELETED":
         await context.remove_network(name)
         return
-    handle, created = await context.upsert_network(plain(body))
+    network = plain(body)
+    if is_deleting(network):
+        if name in context.networks:
+            await context.upsert_network(network)
+        context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
+        return
+    await ensure_finalizer(context, network)
+    before = context.networks.get(name)
+    pools = before.network.spec.cidrs if before is not None else None
+    handle, created = await context.upsert_network(network)
     context.cluster_ranges.touch()  # a new network, or someone edited its clusterPrefixes
+    if handle is not None and handle.network.spec.cidrs != pools:
+        context.spawn(check_pools(context), f"reef-preflight-{name}")
     if handle is not None and created:
         # MeshAgents may have waited for this network: give them addresses now.
         context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")
@@ -94,10 +108,11 @@ async def handle_event_meshagent(
         return
     agent = plain(body)
     if event["type"] == "DELETED":
-        handle = context.networks.get((agent.get("spec") or {}).get("network", "default"))
-        if handle is not None:
-            handle.ready.pop(agent["metadata"]["uid"], None)
-            handle.status.touch()
+        network = context.forget_agent(agent)
+        if network is not None and is_deleting(network.body):
+            # One member fewer: maybe the network's deletion can finish now.
+            name = network.network.metadata.name
+            context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
         return
     await reconcile_agent(context, agent)
 

@@ -1,4 +1,7 @@
-"""MeshNetwork status: pool usage and the Ready / PoolNearlyExhausted / PoolExhausted conditions.
+"""MeshNetwork status: pool usage, member reachability and the network's conditions.
+
+Conditions: Ready, PoolNearlyExhausted, PoolExhausted, MembersReachable (which member
+the others cannot reach, counted from their reports; see reef.operator.reachability).
 
 The operator is the only writer of a MeshNetwork's status. ``touch()`` asks for a
 refresh; refreshes that are asked for while one is being written coalesce into one
@@ -20,12 +23,14 @@ from reef.kube.events import EventRecorder
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.network_allocator import NetworkAllocator
+from reef.operator.reachability import Reachability
 
 log = logging.getLogger(__name__)
 
 READY = "Ready"
 POOL_NEARLY_EXHAUSTED = "PoolNearlyExhausted"
 POOL_EXHAUSTED = "PoolExhausted"
+MEMBERS_REACHABLE = "MembersReachable"
 
 
 class NetworkStatusWriter:
@@ -36,7 +41,10 @@ class NetworkStatusWriter:
         allocator: NetworkAllocator,
         body: dict[str, Any],
         ready_count: Callable[[str], int],
+        *,
+        reach: Callable[[str], Reachability],
     ) -> None:
+        self._reach = reach
         self._kube = kube
         self._recorder = recorder
         self._allocator = allocator
@@ -47,6 +55,10 @@ class NetworkStatusWriter:
         self._task = asyncio.create_task(self._run(), name=f"reef-status-{allocator.name}")
         #: Extra reasons the network is not Ready (e.g. unverifiable status addresses).
         self.attention: list[str] = []
+        #: Set while a deletion waits for members (reef.operator.network_deletion).
+        self.deletion: str | None = None
+        #: Collisions of the pool with ranges in use (reef.operator.preflight).
+        self.overlaps: list[str] = []
 
     def update_body(self, body: dict[str, Any]) -> None:
         self._body = body
@@ -89,7 +101,20 @@ class NetworkStatusWriter:
     def _compose(self, stats: NetworkStats, generation: int) -> dict[str, Any]:
         conditions = list(self._status.get("conditions") or [])
         problems = self._allocator.problems
-        if problems:
+        if self.deletion is not None:
+            ready = (CONDITION_FALSE, "DeletionWaitsForMembers", self.deletion)
+        elif self.overlaps:
+            more = len(self.overlaps) - 5
+            ready = (
+                CONDITION_FALSE,
+                "PoolOverlaps",
+                "; ".join(self.overlaps[:5])
+                + (f"; and {more} more" if more > 0 else "")
+                + ". Traffic to those addresses would be routed into the mesh: create a"
+                " MeshNetwork with a pool that overlaps nothing (e.g. inside 100.64.0.0/10)"
+                " and move the members, or change the colliding range.",
+            )
+        elif problems:
             keys = ", ".join(f"{p.shard}/{p.key}" for p in problems[:5])
             ready = (
                 CONDITION_FALSE,
@@ -101,6 +126,7 @@ class NetworkStatusWriter:
             ready = (CONDITION_FALSE, "NeedsAttention", "; ".join(self.attention))
         else:
             ready = (CONDITION_TRUE, "Ready", "the ledger is readable and consistent")
+        reach = self._reach(self._allocator.name)
         percent = f"{stats.utilisation:.0%}"
         usage = f"{stats.allocated} allocated, {stats.reserved} reserved of {stats.capacity}"
         for type_, status, reason, message in (
@@ -122,6 +148,7 @@ class NetworkStatusWriter:
                     else ""
                 ),
             ),
+            (MEMBERS_REACHABLE, reach.status, reach.reason, reach.message),
         ):
             conditions = set_condition(
                 conditions,
@@ -136,6 +163,7 @@ class NetworkStatusWriter:
             "allocated": stats.allocated,
             "reserved": stats.reserved,
             "agentsReady": self._ready_count(self._allocator.name),
+            "unreachableMembers": reach.members,
             "observedGeneration": generation,
             "conditions": conditions,
         }
