@@ -216,7 +216,7 @@ class Agent:
         return registration.Registration(
             name=self.settings.node_name,
             network=self.settings.network,
-            node_name=self.settings.node_name,
+            node_name="" if self.settings.external_host else self.settings.node_name,
             public_key=self._key.public_key().base64(),
             endpoint=_endpoint_for(self.settings, network.spec.listen_port),
             role=self.settings.role,
