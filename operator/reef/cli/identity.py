@@ -17,7 +17,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from reef.api.names import EXTERNAL_HOST_ACCOUNT_PREFIX
-from reef.cli.cluster import Body, Cluster
+from reef.cli.cluster import Body, CliError, Cluster
 
 #: Where Events about cluster-scoped objects live; the chart's ``<role>-events`` Role is there.
 EVENTS_NAMESPACE = "default"
@@ -58,6 +58,15 @@ def ensure_identity(
     """Create (or keep) the account and its binding; a fresh token and its lifetime (s)."""
     namespace = cluster.target.namespace
     name = host_account(member)
+    try:
+        cluster.rbac.read_cluster_role(role)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        raise CliError(
+            f"ClusterRole {role} does not exist: install the reef chart, or name its role for"
+            " external hosts with --host-role <release>-external-host"
+        ) from error
     labels = {"app.kubernetes.io/part-of": "reef", "app.kubernetes.io/component": "external-host"}
     _create_or_keep(
         cluster.core.create_namespaced_service_account,
