@@ -1,15 +1,19 @@
 # reef: the two commands a newcomer needs are `make demo` and `make test`.
 PYTHON ?= python3
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo demo-processes test lint bench
 
 ## Install everything (Debian packages, Python packages, control-plane binaries, VM kernel).
 setup:
 	bash scripts/setup.sh
 
-## Start a local control plane, the operator and a live mesh of namespace nodes; show it.
+## helm install reef onto three real kubelet nodes of a local control plane; show pods, mesh, pings.
 demo: setup
 	$(PYTHON) -m tests.testbed.demo
+
+## Quicker: the operator and three agents as plain processes in namespace nodes (no kubelets).
+demo-processes: setup
+	$(PYTHON) -m tests.testbed.demo_processes
 
 ## The whole test suite against real parts (local control plane, WireGuard, VM, podman).
 test: setup
@@ -27,3 +31,4 @@ bench: setup
 	$(PYTHON) -m bench.allocation --agents 1000
 	$(PYTHON) -m bench.agent_startup --runs 6
 	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5
+	$(PYTHON) -m bench.agent_rollout --nodes 3

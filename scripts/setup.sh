@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   wireguard-go wireguard-tools iproute2 iputils-ping procps kmod openssl
   qemu-system-x86 podman buildah runc debootstrap uidmap
+  containerd containernetworking-plugins iptables conntrack socat
   graphviz  # `reef graph --format svg|png` and the test that `dot` accepts its output
 )
 

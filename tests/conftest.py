@@ -69,6 +69,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help="the exact server URL of --kube-context; required when it is not on loopback",
     )
+    group.addoption(
+        "--reef-image",
+        metavar="REPO:TAG",
+        default=None,
+        help="with --kubeconfig: the reef image your nodes already have (kind load ...), "
+        "for the in-cluster tests (tests/incluster)",
+    )
+    group.addoption(
+        "--node-shell-image",
+        metavar="IMAGE",
+        default="busybox:1.36",
+        help="with --kubeconfig: an image with ping, for commands run on a node",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import select
 import signal
 import subprocess
@@ -24,6 +23,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pyroute2 import IPRoute
 
 from tests.testbed.apiproxy import ApiProxy
 from tests.testbed.netns import Lab, Node, netns_nodes
@@ -203,32 +204,30 @@ class AgentBed:
         self.lab[src].run("ping", "-n", "-c", str(count), "-W", str(wait), address)
 
 
+def _link_exists(netlink: IPRoute, ifname: str) -> bool:
+    return bool(netlink.link_lookup(ifname=ifname))
+
+
 def wait_for_link_gone(node: Node, ifname: str, timeout: float = 30.0) -> None:
-    """Block until ``ifname`` no longer exists in ``node`` (rtnetlink monitor, no polling)."""
-    monitor = subprocess.Popen(
-        ["ip", "-n", node.netns, "monitor", "link"], stdout=subprocess.PIPE, text=False
-    )
-    try:
-        assert monitor.stdout is not None
-        exists = subprocess.run(
-            ["ip", "-n", node.netns, "link", "show", ifname], capture_output=True, check=False
-        )
-        if exists.returncode != 0:
+    """Block until ``ifname`` no longer exists in ``node`` (rtnetlink events, no polling).
+
+    The subscription comes first and the existence check second, on the same netlink
+    socket: a deletion between the two is then either seen by the check or delivered as
+    an event. (Starting ``ip monitor`` and then checking raced: the monitor subscribes
+    some time after it starts, and a deletion in that gap was never seen.)
+    """
+    with IPRoute(netns=node.netns) as netlink:
+        netlink.bind()  # subscribed to link events from here on
+        if not _link_exists(netlink, ifname):
             return
         deadline = time.monotonic() + timeout
-        pattern = re.compile(rb"Deleted.*\b" + re.escape(ifname.encode()) + rb"\b")
-        buffer = b""
-        while not pattern.search(buffer):
+        while True:
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not select.select([monitor.stdout], [], [], remaining)[0]:
+            if remaining <= 0 or not select.select([netlink.fileno()], [], [], remaining)[0]:
                 raise AssertionError(f"{ifname} still exists in {node.name} after {timeout}s")
-            chunk = os.read(monitor.stdout.fileno(), 4096)
-            if not chunk:
-                raise AssertionError("ip monitor exited")
-            buffer += chunk
-    finally:
-        monitor.terminate()
-        monitor.wait()
+            for message in netlink.get():
+                if message["event"] == "RTM_DELLINK" and message.get_attr("IFLA_IFNAME") == ifname:
+                    return
 
 
 @contextlib.contextmanager

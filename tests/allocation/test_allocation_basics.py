@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -65,6 +66,29 @@ def test_agent_of_a_missing_network_waits_pending_then_gets_an_address(
     wait_for_agents(mesh, network, all_allocated(1))
 
 
+def _scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+def _scrape_until(
+    port: int, done: Callable[[dict[str, float]], bool], timeout: float = 30.0
+) -> dict[str, float]:
+    """Scrape /metrics until ``done`` holds. A metric has no watch to wait on; each scrape
+    takes milliseconds, and a short pause between them keeps the loop from spinning."""
+    deadline = time.monotonic() + timeout
+    while True:
+        samples = _scrape(port)
+        if done(samples) or time.monotonic() > deadline:
+            return samples
+        time.sleep(0.05)
+
+
 def test_operator_metrics_count_allocations_and_ledger_writes(
     mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str
 ) -> None:
@@ -75,14 +99,12 @@ def test_operator_metrics_count_allocations_and_ledger_writes(
         mesh.create_agent(f"{network}-m{i}", network)
     wait_for_agents(mesh, network, all_allocated(3))
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    samples = {
-        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line and not line.startswith("#")
-    }
     label = f'network="{network}"'
+    # The operator counts an allocation once its status write has returned, so a watcher
+    # can see the address a moment before the counter moves: scrape until it has.
+    samples = _scrape_until(
+        port, lambda s: s.get(f"reef_operator_allocation_latency_seconds_count{{{label}}}") == 3
+    )
     assert samples[f'reef_operator_allocations_total{{kind="new",{label}}}'] == 3
     assert samples[f'reef_operator_ledger_writes_total{{{label},outcome="written"}}'] >= 1
     assert samples[f"reef_operator_allocation_latency_seconds_count{{{label}}}"] == 3

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import select
 import signal
@@ -46,6 +47,15 @@ class _NodeLike(Protocol):
     name: str
 
     def argv(self, *cmd: str) -> list[str]: ...
+
+
+class NetnsNode(_NodeLike, Protocol):
+    """A namespace node with an address on the bridge (tests/testbed/netns.py's Node)."""
+
+    netns: str
+
+    @property
+    def underlay(self) -> ipaddress.IPv4Interface: ...
 
 
 # --- the relay itself (runs in the child process) ---------------------------------------
@@ -80,9 +90,12 @@ async def _relay(
     except OSError:
         client_writer.close()
         return
-    await asyncio.gather(
-        _pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer)
-    )
+    # The relay may stop with this connection open: end it quietly (a cancelled
+    # connection handler would otherwise be logged as an error at shutdown).
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.gather(
+            _pipe(client_reader, upstream_writer), _pipe(upstream_reader, client_writer)
+        )
     for writer in (client_writer, upstream_writer):
         writer.close()
 
@@ -167,10 +180,18 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 class ApiProxy:
-    """The host relay plus one node relay per attached namespace node."""
+    """The host relay plus one node relay per attached namespace node.
 
-    def __init__(self, port: int, cwd: Path | None = None) -> None:
+    With ``upstream``, the API server runs inside that namespace node instead: the
+    "host" relay then runs there, and :meth:`attach_host` makes 127.0.0.1:PORT of the
+    host namespace reach it (the real-node bed's control plane).
+    """
+
+    def __init__(
+        self, port: int, cwd: Path | None = None, upstream: _NodeLike | None = None
+    ) -> None:
         self.port = port
+        self._upstream = upstream
         self._cwd = cwd or Path(__file__).resolve().parents[2]
         self._dir = Path(tempfile.mkdtemp(prefix="reef-apiproxy-"))
         self.socket_path = self._dir / "api.sock"
@@ -189,8 +210,17 @@ class ApiProxy:
         return process
 
     def start(self) -> ApiProxy:
-        self._host = self._spawn(_relay_argv("host", self.socket_path, self.port), "host API relay")
+        argv = _relay_argv("host", self.socket_path, self.port)
+        if self._upstream is not None:
+            argv = self._upstream.argv(*argv)
+        self._host = self._spawn(argv, "API server relay")
         return self
+
+    def attach_host(self) -> None:
+        """Make 127.0.0.1:PORT of the host namespace reach an ``upstream`` API server."""
+        self._nodes["<host>"] = self._spawn(
+            _relay_argv("node", self.socket_path, self.port), "API relay on the host"
+        )
 
     def attach(self, node: _NodeLike) -> None:
         """Make 127.0.0.1:PORT inside ``node`` reach the API server."""

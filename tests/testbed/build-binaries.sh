@@ -7,7 +7,8 @@
 # ./staging, which `go install` refuses). etcd has its main package at the
 # module root, so a wrapper that merely requires it is enough.
 #
-# Output: $REEF_CACHE/bin/{kube-apiserver,kube-controller-manager,etcd}.
+# Output: $REEF_CACHE/bin/{kube-apiserver,kube-controller-manager,etcd} and, for the
+# real-node bed (tests/testbed/kubelet_nodes.py), {kubelet,kube-scheduler,kube-proxy}.
 # A binary that already exists with the right version stamp is not rebuilt.
 set -euo pipefail
 
@@ -27,7 +28,12 @@ staging_version="v0.${K8S_VERSION#v1.}"
 
 build_kubernetes() {
   local stamp="$bin/.kubernetes-$K8S_VERSION"
-  if [[ -f "$stamp" && -x "$bin/kube-apiserver" && -x "$bin/kube-controller-manager" ]]; then
+  local commands=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+  local missing=0 command
+  for command in "${commands[@]}"; do
+    [[ -x "$bin/$command" ]] || missing=1
+  done
+  if [[ -f "$stamp" && $missing == 0 ]]; then
     echo "kubernetes $K8S_VERSION: cached"
     return
   fi
@@ -54,14 +60,18 @@ package tools
 import (
 	_ "k8s.io/kubernetes/cmd/kube-apiserver"
 	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kube-proxy"
+	_ "k8s.io/kubernetes/cmd/kube-scheduler"
+	_ "k8s.io/kubernetes/cmd/kubelet"
 )
 EOF
   local ldflags="-s -w -X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   (
     cd "$work"
     GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true
-    GOFLAGS=-mod=mod go build -tags tools -ldflags "$ldflags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    GOFLAGS=-mod=mod go build -tags tools -ldflags "$ldflags" -o "$bin/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
+    for command in "${commands[@]}"; do
+      GOFLAGS=-mod=mod go build -tags tools -ldflags "$ldflags" -o "$bin/$command" "k8s.io/kubernetes/cmd/$command"
+    done
   )
   touch "$stamp"
 }

@@ -35,9 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.testbed.apiproxy import ApiProxy, NetnsNode
 from tests.testbed.binaries import BIN_DIR
 from tests.testbed.kubeconfig import write_client_cert_kubeconfig
-from tests.testbed.pki import ControlPlanePKI, create_pki
+from tests.testbed.netns import connect_in
+from tests.testbed.pki import ControlPlanePKI, create_pki, issue_client_cert
 from tests.testbed.processes import BedProcessError, ManagedProcess, wait_until_ready
 
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -94,9 +96,14 @@ def free_port() -> int:
 
 
 def _get(
-    port: int, path: str, context: ssl.SSLContext | None, timeout: float = 2.0
+    port: int,
+    path: str,
+    context: ssl.SSLContext | None,
+    timeout: float = 2.0,
+    netns: str | None = None,
 ) -> tuple[int, bytes]:
-    """One GET on loopback, never through a proxy; (0, b"") when nothing answers."""
+    """One GET on loopback (of ``netns`` when given), never through a proxy; (0, b"") when
+    nothing answers."""
     connection: http.client.HTTPConnection
     if context is None:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
@@ -105,6 +112,11 @@ def _get(
             "127.0.0.1", port, timeout=timeout, context=context
         )
     try:
+        if netns is not None:
+            raw = connect_in(netns, ("127.0.0.1", port), timeout)
+            connection.sock = (
+                raw if context is None else context.wrap_socket(raw, server_hostname="127.0.0.1")
+            )
         connection.request("GET", path)
         response = connection.getresponse()
         return response.status, response.read()
@@ -119,6 +131,12 @@ class LocalControlPlane:
 
     Use as a context manager, or call `start` and `stop`. `workdir`, when
     given, must not exist yet or be empty: the bed owns it and removes it.
+
+    With `node`, everything runs inside that namespace node instead (the real-node bed,
+    tests/testbed/kubelet_nodes.py): the API server serves on the node bridge too, is the
+    endpoint of the ``kubernetes`` Service (so pods reach it through kube-proxy), can talk
+    to kubelets, and the host reaches it at 127.0.0.1 through a relay. `scheduler` adds
+    kube-scheduler (only useful where kubelets run).
     """
 
     def __init__(
@@ -128,6 +146,8 @@ class LocalControlPlane:
         bin_dir: Path = BIN_DIR,
         controllers: Sequence[str] = DEFAULT_CONTROLLERS,
         startup_timeout: float = 120.0,
+        node: NetnsNode | None = None,
+        scheduler: bool = False,
     ) -> None:
         if workdir is not None and workdir.exists() and any(workdir.iterdir()):
             raise FileExistsError(
@@ -141,6 +161,9 @@ class LocalControlPlane:
         self._workdir: Path | None = None
         self._apiserver_port = 0
         self._processes: list[ManagedProcess] = []
+        self._node = node
+        self._scheduler = scheduler
+        self._relay: ApiProxy | None = None
         self.startup_seconds: float | None = None
         """Seconds from `start` until the bed was ready."""
 
@@ -164,6 +187,17 @@ class LocalControlPlane:
     @property
     def server(self) -> str:
         return f"https://127.0.0.1:{self._apiserver_port}"
+
+    @property
+    def node_server(self) -> str:
+        """The API server's URL as seen from the node bridge (kubelets, kube-proxy)."""
+        if self._node is None:
+            raise RuntimeError("this control plane runs on the host's loopback only")
+        return f"https://{self._node.underlay.ip}:{self._apiserver_port}"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.workdir / "pki"
 
     def pids(self) -> dict[str, int]:
         """PID of each running process of the bed, by name."""
@@ -207,6 +241,9 @@ class LocalControlPlane:
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop the processes (by PID, newest first) and delete the work directory."""
+        if self._relay is not None:
+            self._relay.stop()
+            self._relay = None
         for process in reversed(self._processes):
             process.stop(grace)
         self._processes = []
@@ -237,6 +274,8 @@ class LocalControlPlane:
         return str(path)
 
     def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        if self._node is not None:
+            argv = self._node.argv(*argv)
         process = ManagedProcess(name, argv, self.workdir / "logs" / f"{name}.log")
         self._processes.append(process)
         process.start()
@@ -245,7 +284,13 @@ class LocalControlPlane:
     def _start_processes(self) -> None:
         workdir = self.workdir
         (workdir / "logs").mkdir()
-        pki = create_pki(workdir / "pki", service_ip=KUBERNETES_SERVICE_IP)
+        node = self._node
+        netns = node.netns if node is not None else None
+        pki = create_pki(
+            workdir / "pki",
+            service_ip=KUBERNETES_SERVICE_IP,
+            extra_ips=(str(node.underlay.ip),) if node is not None else (),
+        )
         etcd_port, etcd_peer_port = free_port(), free_port()
         self._apiserver_port = free_port()
         kcm_port = free_port()
@@ -269,11 +314,15 @@ class LocalControlPlane:
         etcd = self._spawn("etcd", self._etcd_argv(workdir, etcd_port, etcd_peer_port))
         wait_until_ready(
             etcd,
-            lambda: _get(etcd_port, "/health", None)[0] == 200,
+            lambda: _get(etcd_port, "/health", None, netns=netns)[0] == 200,
             timeout=self._startup_timeout,
             what="etcd reported healthy",
         )
         apiserver = self._spawn("kube-apiserver", self._apiserver_argv(workdir, pki, etcd_port))
+        if node is not None:
+            # The host's 127.0.0.1:PORT reaches the API server inside the node (TLS untouched).
+            self._relay = ApiProxy(self._apiserver_port, upstream=node).start()
+            self._relay.attach_host()
         admin_tls = ssl.create_default_context(cafile=str(pki.ca.cert))
         admin_tls.load_cert_chain(str(pki.admin.cert), str(pki.admin.key))
         wait_until_ready(
@@ -294,7 +343,7 @@ class LocalControlPlane:
         kcm_tls.verify_mode = ssl.CERT_NONE
         wait_until_ready(
             kcm,
-            lambda: _get(kcm_port, "/healthz", kcm_tls)[0] == 200,
+            lambda: _get(kcm_port, "/healthz", kcm_tls, netns=netns)[0] == 200,
             timeout=self._startup_timeout,
             what="kube-controller-manager answered /healthz",
         )
@@ -313,6 +362,29 @@ class LocalControlPlane:
             timeout=self._startup_timeout,
             what="the controllers created ServiceAccount default/default",
         )
+        if self._scheduler:
+            scheduler_cert = issue_client_cert(
+                workdir / "pki", pki.ca, "scheduler", common_name="system:kube-scheduler"
+            )
+            scheduler_kubeconfig = write_client_cert_kubeconfig(
+                workdir / "scheduler.kubeconfig",
+                name="scheduler",
+                server=self.server,
+                ca_cert=pki.ca.cert,
+                client_cert=scheduler_cert.cert,
+                client_key=scheduler_cert.key,
+            )
+            self._spawn(
+                "kube-scheduler",
+                [
+                    self._binary("kube-scheduler"),
+                    f"--kubeconfig={scheduler_kubeconfig}",
+                    f"--authentication-kubeconfig={scheduler_kubeconfig}",
+                    f"--authorization-kubeconfig={scheduler_kubeconfig}",
+                    "--secure-port=0",
+                    "--leader-elect=false",
+                ],
+            )
 
     def _etcd_argv(self, workdir: Path, port: int, peer_port: int) -> list[str]:
         client = f"http://127.0.0.1:{port}"
@@ -336,8 +408,7 @@ class LocalControlPlane:
         return [
             self._binary("kube-apiserver"),
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            *self._apiserver_network_flags(pki),
             f"--secure-port={self._apiserver_port}",
             f"--cert-dir={workdir / 'apiserver-certs'}",
             f"--tls-cert-file={pki.apiserver.cert}",
@@ -350,9 +421,33 @@ class LocalControlPlane:
             f"--service-account-signing-key-file={pki.service_account_key}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
             "--allow-privileged=true",
-            # Nothing could reach 127.0.0.1 from "inside" the cluster anyway, and
-            # Endpoints may not hold a loopback address: keep the reconciler off.
-            "--endpoint-reconciler-type=none",
+        ]
+
+    def _apiserver_network_flags(self, pki: ControlPlanePKI) -> list[str]:
+        if self._node is None:
+            return [
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                # Nothing could reach 127.0.0.1 from "inside" the cluster anyway, and
+                # Endpoints may not hold a loopback address: keep the reconciler off.
+                "--endpoint-reconciler-type=none",
+            ]
+        kubelet_client = issue_client_cert(
+            pki.ca.cert.parent,
+            pki.ca,
+            "apiserver-kubelet-client",
+            common_name="kube-apiserver-kubelet-client",
+            organization="system:masters",
+        )
+        return [
+            # 0.0.0.0 of the control plane's own namespace: its loopback and the node bridge.
+            "--bind-address=0.0.0.0",
+            f"--advertise-address={self._node.underlay.ip}",
+            # The `kubernetes` Service's endpoint is this address, kept by a lease.
+            "--endpoint-reconciler-type=lease",
+            f"--kubelet-client-certificate={kubelet_client.cert}",
+            f"--kubelet-client-key={kubelet_client.key}",
+            "--kubelet-preferred-address-types=InternalIP",
         ]
 
     def _kcm_argv(

@@ -31,7 +31,9 @@ import os
 import secrets
 import select
 import signal
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +46,42 @@ WIREGUARD_RUN_DIR = Path("/var/run/wireguard")
 
 def _ip(*args: str) -> None:
     subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+_CLONE_NEWNET = 0x40000000
+
+
+def connect_in(netns: str, address: tuple[str, int], timeout: float) -> socket.socket:
+    """A TCP connection made from inside network namespace ``netns``.
+
+    A socket belongs to the namespace it was created in, and ``setns`` changes only the
+    calling thread's: a short-lived thread enters ``netns``, connects and ends, so the
+    test process itself never leaves the host namespace.
+    """
+    result: dict[str, socket.socket | OSError] = {}
+
+    def connect() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(f"/run/netns/{netns}", os.O_RDONLY)
+        try:
+            if libc.setns(fd, _CLONE_NEWNET) != 0:
+                errno = ctypes.get_errno()
+                result["error"] = OSError(errno, f"setns into {netns}: {os.strerror(errno)}")
+                return
+            result["socket"] = socket.create_connection(address, timeout=timeout)
+        except OSError as error:
+            result["error"] = error
+        finally:
+            os.close(fd)
+
+    thread = threading.Thread(target=connect, name=f"connect-in-{netns}")
+    thread.start()
+    thread.join()
+    connected = result.get("socket")
+    if isinstance(connected, socket.socket):
+        return connected
+    error = result.get("error")
+    raise error if isinstance(error, OSError) else OSError(f"no connection in {netns}")
 
 
 def _become_subreaper() -> None:

@@ -95,12 +95,23 @@ def _client_extensions() -> dict[str, str]:
     }
 
 
-def create_pki(directory: Path, *, service_ip: str) -> ControlPlanePKI:
+def issue_client_cert(
+    directory: Path, ca: KeyPair, name: str, *, common_name: str, organization: str = ""
+) -> KeyPair:
+    """A client certificate for one identity (a kubelet's ``system:node:NAME``, ...)."""
+    subject = {"O": organization, "CN": common_name} if organization else {"CN": common_name}
+    return _issue(directory, name, subject, _client_extensions(), ca=ca)
+
+
+def create_pki(
+    directory: Path, *, service_ip: str, extra_ips: tuple[str, ...] = ()
+) -> ControlPlanePKI:
     """Make a fresh CA and every credential the control plane needs in `directory`.
 
     `service_ip` is the first address of the service range (the in-cluster
     ``kubernetes`` Service); the serving certificate names it so that
-    in-cluster clients could verify the API server too.
+    in-cluster clients could verify the API server too. `extra_ips` are further
+    addresses the API server is reached at (its address on the node bridge).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _issue(
@@ -117,6 +128,7 @@ def create_pki(directory: Path, *, service_ip: str) -> ControlPlanePKI:
     alt_names = [
         "IP:127.0.0.1",
         f"IP:{service_ip}",
+        *(f"IP:{ip}" for ip in extra_ips),
         "DNS:localhost",
         "DNS:kubernetes",
         "DNS:kubernetes.default",

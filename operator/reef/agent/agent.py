@@ -107,6 +107,20 @@ class Agent:
     def _changed(self) -> None:
         self._wake.set()
 
+    def readiness(self) -> tuple[bool, str]:
+        """Ready = the interface is configured with the permanent address (the /readyz probe).
+
+        Read from the probe server's thread: plain attribute reads, no locking needed.
+        """
+        if self._configure_error is not None:
+            return False, f"configuring {self.settings.interface} failed: {self._configure_error}"
+        if self._configured and self._device_key is not None:
+            addresses = ", ".join(map(str, self._device_key[1]))
+            return True, f"{self.settings.interface} configured with {addresses}"
+        if self._address_seen:
+            return False, "address allocated; configuring the interface"
+        return False, "waiting for the permanent address"
+
     async def _wait(self, deadline: float | None) -> None:
         """Until an informer reports a change, a stop is asked, or ``deadline`` (monotonic)."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())

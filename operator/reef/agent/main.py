@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from reef.agent.agent import Agent
 from reef.kube.client import Kube, load_api_client
+from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
-from reef.observability.metrics import serve_metrics
 from reef.settings import AgentSettings
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,11 @@ log = logging.getLogger(__name__)
 API_WORKERS = 4
 
 
-async def _main(settings: AgentSettings) -> int:
+async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
     kube = Kube(load_api_client(settings, API_WORKERS), API_WORKERS)
     agent = Agent(settings, kube)
     loop = asyncio.get_running_loop()
+    probes.attach(loop, agent.readiness)
     for signum in (signal.SIGTERM, signal.SIGINT):
         # Stop without touching the interface: traffic keeps flowing through an upgrade.
         loop.add_signal_handler(signum, agent.request_stop)
@@ -40,11 +41,17 @@ def run_agent() -> int:
         print(f"reef agent: invalid settings (REEF_* environment variables):\n{error}")
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    serve_metrics(settings.metrics_port, settings.bind_address)
+    # /metrics, /healthz and /readyz; started before the loop so a probe never sees a refusal
+    # that the kubelet would count as a failure during start-up.
+    probes = ProbeServer(settings.metrics_port, settings.bind_address)
+    probes.start()
     log.info(
         "reef agent starting on node %s, network %s, interface %s",
         settings.node_name,
         settings.network,
         settings.interface,
     )
-    return asyncio.run(_main(settings))
+    try:
+        return asyncio.run(_main(settings, probes))
+    finally:
+        probes.stop()

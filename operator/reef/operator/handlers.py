@@ -15,6 +15,7 @@ from reef.api import names
 from reef.api.models import plain
 from reef.kube.client import Kube, load_api_client
 from reef.operator.context import OperatorContext
+from reef.operator.login import connection_info
 from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
@@ -58,20 +59,7 @@ async def handle_cleanup(memo: Any, **_: Any) -> None:
 @kopf.on.login()
 def handle_login(**_: Any) -> kopf.ConnectionInfo:
     """Log in with the same credentials as our client (kubeconfig or in-cluster)."""
-    configuration = load_api_client(SETTINGS, 1).configuration
-    keys = configuration.api_key or {}
-    # The client keeps a bearer token under "BearerToken" (kubeconfig and in-cluster alike);
-    # older releases used "authorization". Client certificates need neither.
-    authorization = keys.get("BearerToken") or keys.get("authorization") or ""
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-        scheme="Bearer" if authorization else None,
-        token=authorization.removeprefix("Bearer ") or None,
-    )
+    return connection_info(load_api_client(SETTINGS, 1).configuration)
 
 
 @kopf.on.event(names.GROUP, names.VERSION, names.MESH_NETWORK_PLURAL)

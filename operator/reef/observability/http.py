@@ -1,0 +1,104 @@
+"""The agent's HTTP endpoint: Prometheus ``/metrics`` plus the kubelet's probes.
+
+- ``/healthz`` (liveness) asks the agent's event loop to run a no-op and answers 200 only if
+  it ran within :data:`LIVENESS_TIMEOUT_SECONDS`: a wedged loop (a blocking call that never
+  returns) gets the container restarted, a busy one does not.
+- ``/readyz`` (readiness) answers 200 only while the agent reports itself ready — for the
+  agent, "the WireGuard interface is configured with the permanent address" — so a
+  DaemonSet rollout (and ``helm install --wait``) waits for real configuration, not for a
+  process that merely started.
+
+It runs on its own daemon thread, so a probe never waits for the loop's own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+#: How long the event loop may take to run a no-op before liveness fails.
+LIVENESS_TIMEOUT_SECONDS = 5.0
+
+#: Answers (ready, why) — the reason is the probe's body, so ``kubectl describe`` shows it.
+Readiness = Callable[[], tuple[bool, str]]
+
+
+def _loop_responds(loop: asyncio.AbstractEventLoop, timeout: float) -> bool:
+    ran = threading.Event()
+    try:
+        loop.call_soon_threadsafe(ran.set)
+    except RuntimeError:  # the loop is closed
+        return False
+    return ran.wait(timeout)
+
+
+class ProbeServer:
+    """``/metrics``, ``/healthz`` and ``/readyz`` on one port."""
+
+    def __init__(self, port: int, address: str = "0.0.0.0") -> None:
+        self.port = port
+        self.address = address
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._readiness: Readiness = lambda: (False, "starting")
+        self._server: ThreadingHTTPServer | None = None
+
+    def attach(self, loop: asyncio.AbstractEventLoop, readiness: Readiness) -> None:
+        """Probe this event loop and ask ``readiness`` (called once the loop runs)."""
+        self._loop = loop
+        self._readiness = readiness
+
+    def alive(self) -> tuple[bool, str]:
+        if self._loop is None:
+            return True, "starting"  # before the loop exists there is nothing to be stuck
+        if _loop_responds(self._loop, LIVENESS_TIMEOUT_SECONDS):
+            return True, "event loop responsive"
+        return False, f"event loop did not respond within {LIVENESS_TIMEOUT_SECONDS:.0f}s"
+
+    def ready(self) -> tuple[bool, str]:
+        return self._readiness()
+
+    def start(self) -> None:
+        if not self.port:
+            return
+        probes = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._answer(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/livez"):
+                    self._probe(probes.alive())
+                elif path == "/readyz":
+                    self._probe(probes.ready())
+                else:
+                    self._answer(404, b"not found: try /metrics, /healthz or /readyz\n")
+
+            def _probe(self, result: tuple[bool, str]) -> None:
+                ok, why = result
+                self._answer(200 if ok else 503, f"{'ok' if ok else 'not ok'}: {why}\n".encode())
+
+            def _answer(
+                self, code: int, body: bytes, content_type: str = "text/plain; charset=utf-8"
+            ) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                """Probes every few seconds would drown the agent's own log."""
+
+        self._server = ThreadingHTTPServer((self.address, self.port), Handler)
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="reef-http", daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
