@@ -18,6 +18,7 @@ APT_PACKAGES=(
   qemu-system-x86 podman buildah runc debootstrap uidmap
   containerd containernetworking-plugins iptables conntrack socat
   prometheus docker-registry
+  graphviz  # `reef graph --format svg|png` and the test that `dot` accepts its output
 )
 # Needed by the python phase alone (so `make lint` on a fresh clone needs only these).
 PYTHON_APT_PACKAGES=(python3 python3-venv ca-certificates)

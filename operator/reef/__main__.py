@@ -1,11 +1,32 @@
-"""One image, several entry points: ``reef operator``, ``reef agent``, ``reef version``."""
+"""One image, several entry points: ``reef operator``, ``reef agent``, ``reef version`` and
+the CLI verbs.
+
+The CLI verbs (``reef status``, ``graph``, ``join``, ``showconf``, ``leave``, ``keygen``;
+also installed as ``kubectl-reef``) live in :mod:`reef.cli` and are imported only when
+one is asked for, so the agent's and operator's start-up never loads them.
+"""
 
 import argparse
 import sys
 from collections.abc import Sequence
 
+#: CLI verbs and their one-line help (the parsers themselves are in reef.cli.main).
+CLI_VERBS = {
+    "status": "the mesh's health at a glance (exit code 1 when unhealthy)",
+    "graph": "the mesh as a Graphviz graph",
+    "join": "add a host outside the cluster",
+    "showconf": "print a joined host's wg-quick config again",
+    "leave": "remove a joined host",
+    "keygen": "create a WireGuard private key file",
+}
+
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in CLI_VERBS:
+        from reef.cli.main import main as cli_main
+
+        return cli_main(args, prog="reef")
     parser = argparse.ArgumentParser(
         prog="reef",
         description="Permanent WireGuard mesh addresses for Kubernetes nodes.",
@@ -15,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("operator", help="run the allocation operator (kopf)")
     commands.add_parser("agent", help="run the node agent (WireGuard)")
     commands.add_parser("version", help="print the version")
-    arguments = parser.parse_args(argv)
+    for verb, summary in CLI_VERBS.items():
+        commands.add_parser(verb, help=summary)
+    arguments = parser.parse_args(args)
 
     if arguments.command == "operator":
         from reef.operator.main import run_operator

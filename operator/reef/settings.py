@@ -59,7 +59,17 @@ class OperatorSettings(KubeSettings):
 class AgentSettings(KubeSettings):
     """The node agent (``reef agent``)."""
 
-    node_name: str = Field(..., description="This node's name (downward API spec.nodeName).")
+    node_name: str = Field(
+        ...,
+        description="This node's name (downward API spec.nodeName); on an external host, the"
+        " name of its MeshAgent.",
+    )
+    external_host: bool = Field(
+        False,
+        description="This host is not a Kubernetes node (docs/external-hosts.md): its MeshAgent"
+        " is named REEF_NODE_NAME but keeps spec.nodeName empty, as admission requires of a"
+        " reef-host-<name> identity.",
+    )
     network: str = Field("default", description="MeshNetwork this node joins.")
     interface: str = Field("reef0", description="WireGuard interface name (at most 15 chars).")
     key_dir: Path = Field(

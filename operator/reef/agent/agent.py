@@ -276,7 +276,7 @@ class Agent:
         return registration.Registration(
             name=self.settings.node_name,
             network=self.settings.network,
-            node_name=self.settings.node_name,
+            node_name="" if self.settings.external_host else self.settings.node_name,
             public_key=self._key.public_key().base64(),
             endpoint=self._endpoint(network).endpoint,
             node_uid=(node or {}).get("metadata", {}).get("uid"),

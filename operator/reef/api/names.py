@@ -33,3 +33,12 @@ MANAGED_BY: Final = "reef"
 #: Server-side-apply field managers; operator and agent own disjoint status fields.
 OPERATOR_FIELD_MANAGER: Final = "reef-operator"
 AGENT_FIELD_MANAGER: Final = "reef-agent"
+
+#: External hosts (docs/external-hosts.md): the ServiceAccount of a host that runs
+#: ``reef agent`` is this prefix + its MeshAgent name, in the reef release namespace,
+#: bound to the chart's ClusterRole (``<release>-external-host``; ``reef`` → this default).
+EXTERNAL_HOST_ACCOUNT_PREFIX: Final = "reef-host-"
+EXTERNAL_HOST_ROLE: Final = "reef-external-host"
+#: Label ``reef join`` puts on a member whose dataplane is wg-quick (no agent reports on it).
+DATAPLANE_LABEL: Final = f"{GROUP}/dataplane"
+WG_QUICK_DATAPLANE: Final = "wg-quick"
