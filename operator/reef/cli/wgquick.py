@@ -49,6 +49,10 @@ def render_wg_quick(
     if mtu:
         lines.append(f"MTU = {mtu}")
     for peer in plan.peers:
+        if not peer.allowed_ips:
+            # A member still waiting for its address: an agent pre-adds it so its first
+            # handshake is answered; a static file would keep it without addresses forever.
+            continue
         lines.append("")
         lines.append(f"# {names.get(peer.public_key, 'member')}")
         lines.append("[Peer]")
