@@ -9,9 +9,11 @@ bound to a Pod on its Node, exactly what a DaemonSet Pod holds.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
-import sys
+import select
+import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -36,6 +38,7 @@ from tests.install.test_least_privilege import (
 )
 from tests.support.mesh import Body, MeshApi, condition, wait_for_agents, wait_for_event
 from tests.support.mesh import wait_for_objects as wait_for
+from tests.testbed import netns
 from tests.testbed.clients import KubeCLI
 from tests.testbed.identities import (
     api_client_for_token,
@@ -224,47 +227,31 @@ def test_an_allowlisted_prefix_is_routed_everywhere_and_cluster_ranges_never(
         assert SITE not in wg_allows(agents, name, "b")
 
 
-_WAIT_FOR_ROUTE = """
-import ipaddress, select, sys, time
-from pyroute2 import IPRoute
-prefix, ifname, present, timeout = sys.argv[1], sys.argv[2], sys.argv[3] == "1", float(sys.argv[4])
-wanted = ipaddress.ip_network(prefix)
-def destination(m):
-    default = "0.0.0.0" if m["family"] == 2 else "::"
-    return ipaddress.ip_network(f"{m.get_attr('RTA_DST') or default}/{m['dst_len']}")
-with IPRoute() as netlink:
-    netlink.bind()  # subscribed to route events from here on
-    (index,) = netlink.link_lookup(ifname=ifname)
-    if (wanted in {destination(m) for m in netlink.get_routes(oif=index)}) == present:
-        sys.exit(0)
-    event = "RTM_NEWROUTE" if present else "RTM_DELROUTE"
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        if not select.select([netlink.fileno()], [], [], remaining)[0]:
-            break
-        for m in netlink.get():
-            if m["event"] == event and m.get_attr("RTA_OIF") == index and destination(m) == wanted:
-                sys.exit(0)
-sys.exit(1)
-"""
-
-
 def wait_for_route(
     bed: AgentBed, name: str, prefix: str, *, present: bool = True, timeout: float = 30.0
 ) -> None:
     """Until ``prefix`` is (or is no longer) routed via the node's interface, by rtnetlink
-    events inside the node: subscribed first, then checked, on one socket (as
-    wait_for_link_gone), so a change between the two is seen by the check or as an event."""
+    events: subscribed first, then checked (with ``ip``, another socket, so the check
+    cannot swallow an event), so a change between the two is seen by one or the other."""
     node = bed.node(name)
-    args = (prefix, node.wg_ifname, "1" if present else "0", str(timeout))
-    result = node.run(
-        sys.executable, "-c", _WAIT_FOR_ROUTE, *args, check=False, timeout=timeout + 10
+    wanted = str(ipaddress.ip_network(prefix))
+    events = netns.route_watch(node.netns)
+    with events:
+        routed = {str(ipaddress.ip_network(r)) for r in routes(bed, name)}
+        if (wanted in routed) == present:
+            return
+        index = bed.ifindex(name)
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([events], [], [], remaining)[0]:
+                break
+            for added, destination, oif in netns.route_changes(events.recv(65536)):
+                if added == present and destination == wanted and oif == index:
+                    return
+    raise AssertionError(
+        f"{prefix} {'not ' if present else 'still '}routed on {name} after {timeout}s"
+        f" (routes: {sorted(routes(bed, name))})"
     )
-    if result.returncode != 0:
-        raise AssertionError(
-            f"{prefix} {'not ' if present else 'still '}routed on {name} after {timeout}s"
-            f" (routes: {sorted(routes(bed, name))}){result.stderr}"
-        )
 
 
 def hostile_token(

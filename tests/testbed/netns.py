@@ -124,6 +124,55 @@ def deleted_link_names(data: bytes) -> list[str]:
     return names
 
 
+_RTMGRP_IPV4_ROUTE = 0x40
+_RTMGRP_IPV6_ROUTE = 0x400
+_RTM_NEWROUTE = 24
+_RTM_DELROUTE = 25
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_RTA_DST = 1
+_RTA_OIF = 4
+
+
+def route_changes(data: bytes) -> list[tuple[bool, str, int | None]]:
+    """(added?, destination CIDR, output ifindex) of each route message in one datagram."""
+    changes: list[tuple[bool, str, int | None]] = []
+    offset = 0
+    while offset + _NLMSG_HEADER.size <= len(data):
+        length, kind, _, _, _ = _NLMSG_HEADER.unpack_from(data, offset)
+        if length < _NLMSG_HEADER.size:
+            break
+        if kind in (_RTM_NEWROUTE, _RTM_DELROUTE):
+            family, dst_len, *_ = _RTMSG.unpack_from(data, offset + _NLMSG_HEADER.size)
+            destination = "0.0.0.0" if family == socket.AF_INET else "::"
+            oif: int | None = None
+            attr = offset + _NLMSG_HEADER.size + _RTMSG.size
+            while attr + _RTATTR_HEADER.size <= offset + length:
+                attr_length, attr_type = _RTATTR_HEADER.unpack_from(data, attr)
+                if attr_length < _RTATTR_HEADER.size:
+                    break
+                value = data[attr + _RTATTR_HEADER.size : attr + attr_length]
+                if attr_type == _RTA_DST:
+                    destination = socket.inet_ntop(family, value)
+                elif attr_type == _RTA_OIF:
+                    (oif,) = struct.unpack("=I", value[:4])
+                attr += (attr_length + 3) & ~3
+            changes.append((kind == _RTM_NEWROUTE, f"{destination}/{dst_len}", oif))
+        offset += (length + 3) & ~3
+    return changes
+
+
+def route_watch(netns: str) -> socket.socket:
+    """A socket subscribed to ``netns``'s IPv4 and IPv6 route events (check state after
+    this, with another socket, so that no change falls between the two)."""
+
+    def subscribe() -> socket.socket:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        sock.bind((0, _RTMGRP_IPV4_ROUTE | _RTMGRP_IPV6_ROUTE))
+        return sock
+
+    return _in_netns(netns, subscribe)
+
+
 def link_watch(netns: str, ifname: str) -> tuple[socket.socket, bool]:
     """A socket subscribed to ``netns``'s link events, and whether ``ifname`` exists —
     checked *after* subscribing, so a deletion is either seen here or arrives as an event."""
