@@ -21,10 +21,13 @@ from tests.testbed.clients import KubeCLI
 
 
 def ready_with_peers(
-    bed: AgentBed, names: list[str], peers: int
+    bed: AgentBed, names: list[str], peers: int, healthy: int | None = None
 ) -> Callable[[dict[str, Body]], bool]:
-    """Every named agent reports Ready with ``peers`` healthy peers."""
+    """Every named agent reports Ready with ``peers`` peers, ``healthy`` (default: all) of
+    them healthy. (Ready alone no longer says all peers are: a member with some peers
+    unreachable stays Ready.)"""
     wanted = {bed.node_name(n) for n in names}
+    healthy_wanted = peers if healthy is None else healthy
 
     def done(objects: dict[str, Body]) -> bool:
         for name in wanted:
@@ -34,6 +37,8 @@ def ready_with_peers(
             ready = condition(body, "Ready")
             counts = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
             if ready is None or ready["status"] != "True" or counts.get("total") != peers:
+                return False
+            if counts.get("healthy") != healthy_wanted:
                 return False
         return True
 
