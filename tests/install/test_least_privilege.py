@@ -134,12 +134,17 @@ def policy_denial(error: ApiException, release: Release, text: str) -> None:
 
     A write of extraAllowedIPs may meet the routes policy first: the API server runs
     admission policies in no fixed order and reports the first refusal. That one must then
-    say that a cluster admin decides."""
+    say that a cluster admin decides. Likewise the external-host policy for a host."""
     said = message(error)
     assert error.status == FORBIDDEN, said
-    routes_policy = release.agent_account.removesuffix("-agent") + "-routes.mesh.reef.dev"
-    if "extraAllowedIPs" in text and f"ValidatingAdmissionPolicy '{routes_policy}'" in said:
+    prefix = release.agent_account.removesuffix("-agent")
+    if "extraAllowedIPs" in text and f"ValidatingAdmissionPolicy '{prefix}-routes." in said:
         assert "a cluster admin" in said, said
+        return
+    # An external host's write can meet the CLI's narrower external-host policy first; it
+    # refuses the same writes (its own name and no nodeName) in its own words.
+    if f"ValidatingAdmissionPolicy '{prefix}-external-host." in said:
+        assert "reef-host-" in said or "external host" in said, said
         return
     assert f"ValidatingAdmissionPolicy '{release.agent_account}.mesh.reef.dev'" in said, said
     assert text in said, said
