@@ -13,7 +13,7 @@ from tests.support.mesh import (
     Body,
     MeshApi,
     addresses,
-    condition,
+    members_ready,
     wait_for_agents,
 )
 from tests.support.operator_process import OperatorProcess
@@ -24,25 +24,11 @@ def ready_with_peers(
     bed: AgentBed, names: list[str], peers: int, healthy: int | None = None
 ) -> Callable[[dict[str, Body]], bool]:
     """Every named agent reports Ready with ``peers`` peers, ``healthy`` (default: all) of
-    them healthy. (Ready alone no longer says all peers are: a member with some peers
-    unreachable stays Ready.)"""
-    wanted = {bed.node_name(n) for n in names}
-    healthy_wanted = peers if healthy is None else healthy
-
-    def done(objects: dict[str, Body]) -> bool:
-        for name in wanted:
-            body = objects.get(name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return False
-            ready = condition(body, "Ready")
-            counts = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
-            if ready is None or ready["status"] != "True" or counts.get("total") != peers:
-                return False
-            if counts.get("healthy") != healthy_wanted:
-                return False
-        return True
-
-    return done
+    them healthy."""
+    members = [bed.node_name(n) for n in names]
+    return members_ready(
+        dict.fromkeys(members, peers), dict.fromkeys(members, peers if healthy is None else healthy)
+    )
 
 
 def mesh_address(body: Body) -> str:

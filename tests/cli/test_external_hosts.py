@@ -26,29 +26,12 @@ from reef.api import names
 from tests.agent.bed import AgentBed
 from tests.cli.conftest import Run
 from tests.install.helm_release import Release, bed_values
-from tests.support.mesh import Body, MeshApi, addresses, condition, wait_for_agents
+from tests.support.mesh import MeshApi, addresses, members_ready, wait_for_agents
 from tests.support.operator_process import OperatorProcess
 from tests.testbed.clients import KubeCLI
 from tests.testbed.identities import api_client_for_token
 
 FORBIDDEN = 403
-
-
-def members_ready(names_and_peers: dict[str, int]) -> Callable[[dict[str, Body]], bool]:
-    """Every named member is Ready with exactly that many peers."""
-
-    def done(objects: dict[str, Body]) -> bool:
-        for name, peers in names_and_peers.items():
-            body = objects.get(name)
-            if body is None or body["metadata"].get("deletionTimestamp"):
-                return False
-            ready = condition(body, "Ready")
-            counts = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
-            if ready is None or ready["status"] != "True" or counts.get("total") != peers:
-                return False
-        return True
-
-    return done
 
 
 def wg_quick_up(bed: AgentBed, host: str, config: Path) -> None:

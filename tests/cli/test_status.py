@@ -11,8 +11,7 @@ from pathlib import Path
 
 from tests.agent.bed import AgentBed
 from tests.cli.conftest import Run, cli_env
-from tests.cli.test_external_hosts import members_ready
-from tests.support.mesh import Body, MeshApi, condition, wait_for_agents
+from tests.support.mesh import Body, MeshApi, condition, members_ready, wait_for_agents
 from tests.testbed.binaries import binary
 from tests.testbed.clients import KubeTarget
 

@@ -270,6 +270,30 @@ def wait_for_agents(
     )
 
 
+def members_ready(
+    peers_by_name: dict[str, int], healthy_by_name: dict[str, int] | None = None
+) -> Callable[[dict[str, Body]], bool]:
+    """Every named member is Ready with exactly that many peers and, where
+    ``healthy_by_name`` says so, that many of them healthy (Ready alone does not say all
+    are: a member with some peers unreachable stays Ready)."""
+    healthy_by_name = healthy_by_name or {}
+
+    def done(objects: dict[str, Body]) -> bool:
+        for name, peers in peers_by_name.items():
+            body = objects.get(name)
+            if body is None or body["metadata"].get("deletionTimestamp"):
+                return False
+            ready = condition(body, "Ready")
+            counts = ((body.get("status") or {}).get("dataplane") or {}).get("peers") or {}
+            if ready is None or ready["status"] != "True" or counts.get("total") != peers:
+                return False
+            if name in healthy_by_name and counts.get("healthy") != healthy_by_name[name]:
+                return False
+        return True
+
+    return done
+
+
 def all_allocated(count: int) -> Callable[[dict[str, Body]], bool]:
     def done(objects: dict[str, Body]) -> bool:
         return len(objects) >= count and all(addresses(b) for b in objects.values())
