@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client
 import pytest
@@ -30,9 +31,9 @@ from tests.install.test_least_privilege import (
     Agent,
     dataplane_status,
     denied,
+    ledger_denial,
     message,
     policy_denial,
-    rbac_denial,
     routes_policy_sees,
     wait_for_policy_in_force,
 )
@@ -267,8 +268,9 @@ def hostile_token(
     return api_client_for_token(kube_api, token), path
 
 
-def attacks(a: Agent, b: str, b_address: str, release: Release) -> None:
-    """Everything node A's token tries against B's traffic; each must be refused."""
+def attacks(a: Agent, b: str, b_address: str, release: Release, ledger: list[Any]) -> None:
+    """Everything node A's token tries against B's traffic; each must be refused.
+    ``ledger``: the network's ledger ConfigMaps, as the operator wrote them."""
     for spec, refusal in [
         ({"role": "Hub"}, "spec.role is admin-owned"),
         ({"extraAllowedIPs": [SITE]}, "spec.extraAllowedIPs is admin-owned"),
@@ -292,29 +294,29 @@ def attacks(a: Agent, b: str, b_address: str, release: Release) -> None:
     policy_denial(
         denied(partial(a.patch_status, b, {"addresses": ["100.64.0.250"]})), release, f"not {b}"
     )
-    rbac_denial(
-        denied(
-            partial(
-                a.custom.delete_cluster_custom_object,
-                names.GROUP,
-                names.VERSION,
-                names.MESH_AGENT_PLURAL,
-                b,
-            )
-        ),
-        "delete",
-        "meshagents",
+    deletion = partial(
+        a.custom.delete_cluster_custom_object,
+        names.GROUP,
+        names.VERSION,
+        names.MESH_AGENT_PLURAL,
+        b,
     )
+    policy_denial(denied(deletion), release, f"not {b}; MeshAgent {b} is written by its own")
     core = kubernetes.client.CoreV1Api(a.api)
-    ledger = kubernetes.client.V1ConfigMap(
-        metadata=kubernetes.client.V1ObjectMeta(name=f"reef-ipam-{release.network}"),
+    forged = kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(name=f"reef-ipam-{release.network}-forged"),
         data={b_address: "{}"},
     )
-    rbac_denial(
-        denied(partial(core.create_namespaced_config_map, release.namespace, ledger)),
-        "create",
-        "configmaps",
-    )
+    creation = partial(core.create_namespaced_config_map, release.namespace, forged)
+    ledger_denial(denied(creation), release, "create")
+    assert ledger, "the operator has written no ledger to attack"
+    for shard in ledger:
+        name = shard.metadata.name
+        steal = {"data": {b_address: '{"owner": "' + a.node + '"}'}}
+        edit = partial(core.patch_namespaced_config_map, name, release.namespace, steal)
+        ledger_denial(denied(edit), release, "update")
+        removal = partial(core.delete_namespaced_config_map, name, release.namespace)
+        ledger_denial(denied(removal), release, "delete")
     # The same token still does its own job.
     a.apply_status(dataplane_status())
 
@@ -353,8 +355,9 @@ def test_a_hostile_node_cannot_touch_traffic_between_other_nodes(  # noqa: PLR09
         agents.stream("b", *ping, mesh_address(objects[agents.node_name("c")])),
         agents.stream("c", *ping, SITE_HOST),
     ]
+    ledger = mesh.ledger(policies.namespace, network)
     try:
-        attacks(Agent(a_node, client), b, b_address, policies)
+        attacks(Agent(a_node, client), b, b_address, policies, ledger)
     finally:
         client.close()
     for stream in streams:
@@ -364,6 +367,8 @@ def test_a_hostile_node_cannot_touch_traffic_between_other_nodes(  # noqa: PLR09
         assert (int(summary[1]), int(summary[2])) == (PINGS, PINGS), out
     after = mesh.get_agent(b)
     assert after["spec"]["endpoint"] == objects[b]["spec"]["endpoint"]
+    shards = {s.metadata.name: s.data for s in mesh.ledger(policies.namespace, network)}
+    assert shards == {s.metadata.name: s.data for s in ledger}
     assert wg_allows(agents, "c", "b") == {f"{b_address}/32", SITE}
     mine = mesh.get_agent(a_node)["spec"]
     assert mine["role"] == "Agent"

@@ -150,6 +150,16 @@ def policy_denial(error: ApiException, release: Release, text: str) -> None:
     assert text in said, said
 
 
+def ledger_denial(error: ApiException, release: Release, verb: str) -> None:
+    """Assert `error` is the ledger policy's 403: it names the one writer of the ledger."""
+    said = message(error)
+    assert error.status == FORBIDDEN, said
+    prefix = release.agent_account.removesuffix("-agent")
+    assert f"ValidatingAdmissionPolicy '{prefix}-ledger.mesh.reef.dev'" in said, said
+    assert "hold the IPAM ledger, which only the reef operator writes" in said, said
+    assert f"a reef agent may not {verb} ConfigMap" in said, said
+
+
 def rbac_denial(error: ApiException, verb: str, resource: str) -> None:
     said = message(error)
     assert error.status == FORBIDDEN, said
@@ -185,29 +195,45 @@ def wait_for_policy_in_force(api: ApiClient, release: Release, timeout: float = 
     token = request_token(api, release.namespace, release.agent_account)
     client = api_client_for_token(api, token)
     probe = Agent("policy-probe", client)
-    deadline = time.monotonic() + timeout
-    delay = 0.05
+    ledger = kubernetes.client.V1ConfigMap(
+        metadata=kubernetes.client.V1ObjectMeta(name="policy-probe")
+    )
+    core = kubernetes.client.CoreV1Api(client)
     try:
-        while True:
-            try:
-                probe.custom.create_cluster_custom_object(
-                    names.GROUP,
-                    names.VERSION,
-                    names.MESH_AGENT_PLURAL,
-                    probe.body(),
-                    dry_run="All",
-                )
-            except ApiException as error:
-                if error.status == FORBIDDEN and "ValidatingAdmissionPolicy" in message(error):
-                    return
-                raise
-            if time.monotonic() > deadline:
-                raise AssertionError(f"the admission policy was not in force after {timeout}s")
-            # Back-off between probes: nothing to watch for a policy being loaded.
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+        # The member policy, then the ledger policy (the RBAC that lets the agent attempt
+        # ledger writes is in place at once; only the policy refuses them).
+        writes: list[Callable[[], object]] = [
+            partial(
+                probe.custom.create_cluster_custom_object,
+                names.GROUP,
+                names.VERSION,
+                names.MESH_AGENT_PLURAL,
+                probe.body(),
+                dry_run="All",
+            ),
+            partial(core.create_namespaced_config_map, release.namespace, ledger, dry_run="All"),
+        ]
+        for write in writes:
+            _until_refused_by_a_policy(write, timeout)
     finally:
         client.close()
+
+
+def _until_refused_by_a_policy(write: Callable[[], object], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            write()
+        except ApiException as error:
+            if error.status == FORBIDDEN and "ValidatingAdmissionPolicy" in message(error):
+                return
+            raise
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the admission policy was not in force after {timeout}s")
+        # Back-off between probes: nothing to watch for a policy being loaded.
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 @pytest.fixture
@@ -371,8 +397,28 @@ def test_agent_cannot_modify_or_delete_another_nodes_meshagent(
             names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, other.node
         )
     )
-    rbac_denial(deletion, "delete", "meshagents")
+    policy_denial(deletion, installed, f"may only write MeshAgent {agent.node}, not {other.node}")
+    policy_denial(deletion, installed, "is written by its own member and by cluster admins")
     assert MeshApi(kube_api).get_agent(other.node)["spec"]["endpoint"] == "198.18.0.10:51820"
+
+
+def test_agent_cannot_delete_its_own_meshagent(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
+    """Deleting a member releases its address: that is for the garbage collector (the Node
+    went) or an admin, never the member's own token."""
+    agent = agents("a")
+    agent.create(agent.body())
+    deletion = denied(
+        lambda: agent.custom.delete_cluster_custom_object(
+            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, agent.node
+        )
+    )
+    policy_denial(deletion, installed, "may not delete MeshAgents")
+    policy_denial(
+        deletion, installed, f"or by a cluster admin (kubectl delete meshagent {agent.node})"
+    )
+    assert "deletionTimestamp" not in MeshApi(kube_api).get_agent(agent.node)["metadata"]
 
 
 def test_agent_cannot_write_the_operators_status_fields(
@@ -404,7 +450,9 @@ def test_agent_cannot_write_the_operators_status_fields(
     policy_denial(finalizer, installed, "may not remove it")
 
 
-def test_agent_cannot_touch_the_ledger(installed: Release, agents: Callable[[str], Agent]) -> None:
+def test_agent_cannot_touch_the_ledger(
+    installed: Release, agents: Callable[[str], Agent], kube_api: ApiClient
+) -> None:
     agent = agents("a")
     core = kubernetes.client.CoreV1Api(agent.api)
     listing = denied(lambda: core.list_namespaced_config_map(installed.namespace))
@@ -417,7 +465,19 @@ def test_agent_cannot_touch_the_ledger(installed: Release, agents: Callable[[str
         data={"100.64.0.1": "{}"},
     )
     creation = denied(lambda: core.create_namespaced_config_map(installed.namespace, ledger))
-    rbac_denial(creation, "create", "configmaps")
+    ledger_denial(creation, installed, "create")
+
+    # A ledger shard that exists (written here by the admin) can be neither edited nor
+    # deleted with the agent's token, and stays as it was.
+    admin = kubernetes.client.CoreV1Api(kube_api)
+    admin.create_namespaced_config_map(installed.namespace, ledger)
+    name = f"reef-ipam-{installed.network}"
+    taken = {"data": {"100.64.0.1": '{"owner": "node-a"}'}}
+    edit = denied(lambda: core.patch_namespaced_config_map(name, installed.namespace, taken))
+    ledger_denial(edit, installed, "update")
+    removal = denied(lambda: core.delete_namespaced_config_map(name, installed.namespace))
+    ledger_denial(removal, installed, "delete")
+    assert admin.read_namespaced_config_map(name, installed.namespace).data == ledger.data
     network = denied(
         lambda: agent.custom.patch_cluster_custom_object_status(
             names.GROUP,
