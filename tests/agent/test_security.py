@@ -61,13 +61,14 @@ POD_CIDR = "10.244.77.0/24"
 
 @pytest.fixture
 def policies(
-    helm: KubeCLI, namespace: str, network: str, tmp_path: Path, kube_api: ApiClient
+    helm: KubeCLI, ledger_namespace: str, network: str, tmp_path: Path, kube_api: ApiClient
 ) -> Iterator[Release]:
-    """The chart's RBAC and admission policies, for the bed's own network."""
+    """The chart's RBAC and admission policies, for the bed's own network, in the bed
+    operator's namespace (where its ledger lives), as a release puts them."""
     release = Release(
         helm=helm,
         name=f"reef-{secrets.token_hex(3)}",
-        namespace=namespace,
+        namespace=ledger_namespace,
         network=network,
         workdir=tmp_path,
     )
