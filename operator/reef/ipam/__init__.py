@@ -3,7 +3,7 @@ repair planning and usage statistics. No I/O and no clock: time comes in as ``no
 
 Typical use by the operator::
 
-    shards = {shard_of_configmap_name(net, cm.name): cm.data for cm in listed_configmaps}
+    shards = {cm.labels[shard_label]: cm.data for cm in listed_configmaps}  # shard id -> data
     ledger, problems = decode_ledger(cidrs, shards, Policy(cooldown, retention))
     batch = allocate(ledger, [AllocationRequest(uid, name, requested)], now)
     for shard in batch.changed_shards:  # replace (PUT) with resourceVersion, not a merge patch
@@ -42,7 +42,6 @@ from reef.ipam.pool import (
     parse_shard_id,
     shard_configmap_name,
     shard_id_of,
-    shard_of_configmap_name,
 )
 from reef.ipam.repair import (
     Adoption,
@@ -94,5 +93,4 @@ __all__ = [
     "plan_repair",
     "shard_configmap_name",
     "shard_id_of",
-    "shard_of_configmap_name",
 ]
