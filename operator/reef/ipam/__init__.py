@@ -44,21 +44,18 @@ from reef.ipam.pool import (
     shard_id_of,
 )
 from reef.ipam.repair import (
-    Adoption,
     Claim,
     Duplicate,
     LiveAgent,
-    Mismatch,
     RepairPlan,
-    apply_ledger_repairs,
     plan_repair,
+    recreate_entries,
 )
 from reef.ipam.stats import NEARLY_EXHAUSTED, NetworkStats, PoolStats, network_stats
 
 __all__ = [
     "NEARLY_EXHAUSTED",
     "SHARD_SIZE",
-    "Adoption",
     "AllocationBatch",
     "AllocationRequest",
     "AllocationResult",
@@ -69,7 +66,6 @@ __all__ = [
     "IPNetwork",
     "Ledger",
     "LiveAgent",
-    "Mismatch",
     "NetworkStats",
     "Outcome",
     "Owner",
@@ -82,7 +78,6 @@ __all__ = [
     "RefusalReason",
     "RepairPlan",
     "allocate",
-    "apply_ledger_repairs",
     "decode_key",
     "decode_ledger",
     "decode_owner",
@@ -91,6 +86,7 @@ __all__ = [
     "network_stats",
     "parse_shard_id",
     "plan_repair",
+    "recreate_entries",
     "shard_configmap_name",
     "shard_id_of",
 ]
