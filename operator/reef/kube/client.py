@@ -131,16 +131,9 @@ class Kube:
 
     async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object_status,
-            names.GROUP,
-            names.VERSION,
-            plural,
-            name,
-            body,
-            _content_type="application/merge-patch+json",
+        return await self._patch_status(
+            plural, name, body, _content_type="application/merge-patch+json"
         )
-        return result
 
     async def apply_status(
         self,
@@ -170,6 +163,13 @@ class Kube:
             "metadata": metadata,
             "status": status,
         }
+        return await self._patch_status(
+            plural, name, body, field_manager=manager, force=True, _content_type=APPLY_PATCH
+        )
+
+    async def _patch_status(
+        self, plural: str, name: str, body: Any, **options: Any
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.call(
             self.custom.patch_cluster_custom_object_status,
             names.GROUP,
@@ -177,9 +177,7 @@ class Kube:
             plural,
             name,
             body,
-            field_manager=manager,
-            force=True,
-            _content_type=APPLY_PATCH,
+            **options,
         )
         return result
 

@@ -18,7 +18,6 @@ from reef.api import names
 from reef.api.conditions import (
     CONDITION_FALSE,
     CONDITION_TRUE,
-    condition_changed,
     set_condition,
     utc_timestamp,
 )
@@ -134,18 +133,9 @@ async def write_allocated_condition(
     """Set the Allocated condition (no address change); True if anything was written."""
 
     def build(current: Body) -> Body | None:
-        generation = int(current["metadata"].get("generation") or 0)
-        unchanged = not condition_changed(
-            _conditions(current),
-            type_=ALLOCATED,
-            status=status,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-        )
-        if unchanged:
-            return None
         allocated = _allocated(current, status=status, reason=reason, message=message)
+        if allocated in _conditions(current):
+            return None  # set_condition kept every field, lastTransitionTime included
         return _operator_status(current, allocated)
 
     written, _ = await _cas_status(kube, body, build)
