@@ -71,7 +71,14 @@ class AgentSettings(KubeSettings):
         " reef-host-<name> identity.",
     )
     network: str = Field("default", description="MeshNetwork this node joins.")
-    interface: str = Field("reef0", description="WireGuard interface name (at most 15 chars).")
+    interface: str = Field(
+        "reef0",
+        min_length=1,
+        # Linux link names: at most IFNAMSIZ - 1 = 15 bytes, no '/', no whitespace.
+        max_length=15,
+        pattern=r"^[^/\s]+$",
+        description="WireGuard interface name (at most 15 chars).",
+    )
     key_dir: Path = Field(
         Path("/var/lib/reef"), description="Host directory of <network>.key (mode 0600)."
     )

@@ -120,10 +120,9 @@ def test_plans_never_contain_this_node_route_to_a_member_without_address_or_over
 ) -> None:
     members, network = case
     by_key = {key.public_key(): agent for agent, key in members}
-    for name, plan in plans(members, network).items():
+    for plan in plans(members, network).values():
         for peer in plan.peers:
             agent = by_key[peer.public_key]
-            assert agent.name != name
             assert agent.metadata.deletion_timestamp is None
             if not agent.status.addresses:
                 # an early peer (joining): its key only, no traffic, not in peer health
@@ -140,6 +139,21 @@ def test_plans_never_contain_this_node_route_to_a_member_without_address_or_over
         skipped = {s.name for s in plan.skipped}
         assert "nope.invalid:1" not in {by_key[p.public_key].spec.endpoint for p in plan.peers}
         assert skipped.isdisjoint(plan.names.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(meshes())
+def test_a_node_never_peers_with_its_own_meshagent_even_one_showing_an_old_key(
+    case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
+) -> None:
+    # The node has just made a new key; its MeshAgent still shows the old one. Were the
+    # node not excluded by name, the duplicate-key check could not catch it.
+    members, network = case
+    agents = [m for m, _ in members]
+    new_key = Key(bytes([255]) * 32).public_key()
+    for me, old_key in members:
+        plan = plan_peers(me, new_key, agents, network, cluster_prefixes=CLUSTER_PREFIXES)
+        assert old_key.public_key() not in {peer.public_key for peer in plan.peers}
 
 
 @settings(max_examples=300, deadline=None)

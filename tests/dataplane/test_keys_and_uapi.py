@@ -21,10 +21,8 @@ from reef.dataplane.uapi import (
     decode_device,
     decode_response,
     device_lines,
-    encode_device_state,
     encode_set,
     plan_lines,
-    replace_peers_lines,
     response_complete,
 )
 
@@ -96,12 +94,10 @@ def _peer(n: int, *nets: str, endpoint: str | None = None, keepalive: int = 0) -
 def test_set_request_puts_device_keys_first_and_frames_with_a_blank_line() -> None:
     private = Key(bytes([9]) * 32)
     request = encode_set(
-        [*device_lines(private, 51820), *replace_peers_lines([_peer(1, "100.64.0.1/32")])]
+        [*device_lines(private, 51820), *plan_lines(PeerPlan(add=(_peer(1, "100.64.0.1/32"),)))]
     )
     text = request.decode()
-    assert text.startswith(
-        f"set=1\nprivate_key={'09' * 32}\nlisten_port=51820\nreplace_peers=true\n"
-    )
+    assert text.startswith(f"set=1\nprivate_key={'09' * 32}\nlisten_port=51820\npublic_key=")
     assert text.endswith("allowed_ip=100.64.0.1/32\n\n")
 
 
@@ -187,3 +183,24 @@ peer_states = st.builds(
 def test_device_state_survives_encode_then_decode(peers: list[PeerState]) -> None:
     state = DeviceState(listen_port=51820, peers={p.public_key: p for p in peers})
     assert decode_device(decode_response(encode_device_state(state))).peers == state.peers
+
+
+def encode_device_state(state: DeviceState, private_key: Key | None = None) -> bytes:
+    """Render a ``get`` answer the way wireguard-go sends it (the test's own encoder)."""
+    lines = device_lines(private_key, state.listen_port or None)
+    for peer in state.peers.values():
+        lines.append(f"public_key={peer.public_key.hex()}")
+        if peer.endpoint is not None:
+            lines.append(f"endpoint={peer.endpoint}")
+        if peer.last_handshake is not None:
+            stamp = peer.last_handshake.timestamp()
+            lines.append(f"last_handshake_time_sec={int(stamp)}")
+            lines.append(f"last_handshake_time_nsec={round((stamp % 1) * 1e9)}")
+        lines += [
+            f"rx_bytes={peer.rx_bytes}",
+            f"tx_bytes={peer.tx_bytes}",
+            f"persistent_keepalive_interval={peer.persistent_keepalive}",
+        ]
+        lines += [f"allowed_ip={net}" for net in peer.allowed_ips]
+    lines.append("errno=0")
+    return "".join(f"{line}\n" for line in lines).encode("ascii") + b"\n"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reef.dataplane import Endpoint, Key, PeerSpec, PeerState, apply_plan, diff_peers
+from reef.dataplane import Endpoint, Key, PeerPlan, PeerSpec, PeerState, diff_peers
 
 keys = st.integers(0, 15).map(lambda n: Key(bytes([n]) * 32))
 networks = st.integers(0, 7).map(lambda n: ipaddress.ip_network(f"100.64.0.{n}/32"))
@@ -34,6 +35,31 @@ desired_sets = st.lists(peer_specs, max_size=8, unique_by=lambda p: p.public_key
 live_sets = st.lists(live_peers, max_size=8, unique_by=lambda p: p.public_key).map(
     lambda peers: {p.public_key: p for p in peers}
 )
+
+
+def apply_plan(plan: PeerPlan, live: Mapping[Key, PeerState]) -> dict[Key, PeerState]:
+    """What WireGuard's peer set becomes after ``plan`` (the test's own model, not the
+    product's): removed peers go, added ones come, updated ones keep their counters and,
+    when the plan names none, their endpoint."""
+    removed = set(plan.remove)
+    result = {key: state for key, state in live.items() if key not in removed}
+    for peer in plan.add:
+        result[peer.public_key] = PeerState(
+            peer.public_key, peer.allowed_ips, peer.endpoint, peer.persistent_keepalive
+        )
+    for change in plan.update:
+        old = result[change.peer.public_key]
+        peer = change.peer
+        result[peer.public_key] = PeerState(
+            peer.public_key,
+            peer.allowed_ips,
+            peer.endpoint if peer.endpoint is not None else old.endpoint,
+            peer.persistent_keepalive,
+            old.last_handshake,
+            old.rx_bytes,
+            old.tx_bytes,
+        )
+    return result
 
 
 @given(desired_sets, live_sets)

@@ -208,7 +208,9 @@ def test_crds_alone_install_the_api_and_get_ma_prints_the_documented_columns(
         row = lines[1].split()
         assert row[:3] == [name, "default", name]
         assert "198.18.0.7:51820" in row  # ADDRESS is still empty: no operator runs here
-        assert kubectl("get", "reef", "-o", "name").returncode == 0
+        # The category: `kubectl get reef` lists reef's kinds (this MeshAgent among them).
+        in_category = kubectl("get", "reef", "-o", "name").stdout.split()
+        assert f"meshagent.mesh.reef.dev/{name}" in in_category
     finally:
         mesh.custom.patch_cluster_custom_object(
             "mesh.reef.dev", "v1alpha1", "meshagents", name, {"metadata": {"finalizers": None}}

@@ -81,7 +81,10 @@ def test_uninstall_leaves_nothing_but_the_crds(release: Release, kubectl: KubeCL
 
 
 def test_uninstall_keeps_the_address_pool_by_default(release: Release, kubectl: KubeCLI) -> None:
-    release.install(network={"keepOnUninstall": True})
+    # The fixture's values say keepOnUninstall: false (to clean up); take it out so the
+    # chart's own default decides.
+    release.values["network"].pop("keepOnUninstall")
+    release.install()
     release.uninstall()
     try:
         kept = live_objects(kubectl, release.name)

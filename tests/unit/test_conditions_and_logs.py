@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from reef.api.conditions import condition_changed, set_condition
-from reef.api.durations import format_duration, parse_duration
-from reef.observability.logs import JsonFormatter
+from reef.api.durations import parse_duration
+from reef.observability.logs import json_formatter
 
 T0 = datetime(2026, 11, 26, 9, 0, tzinfo=UTC)
 
@@ -80,15 +81,10 @@ def test_go_durations_parse(text: str, seconds: float) -> None:
     assert parse_duration(text).total_seconds() == pytest.approx(seconds)
 
 
-@pytest.mark.parametrize("text", ["", "5", "five minutes", "5 m", "m5", "1d"])
+@pytest.mark.parametrize("text", ["", "5", "five minutes", "5 m", "m5", "1d", "-5m", "1h 30m"])
 def test_malformed_durations_say_what_is_expected(text: str) -> None:
     with pytest.raises(ValueError, match="expected a number with a unit"):
         parse_duration(text)
-
-
-def test_durations_render_as_users_write_them() -> None:
-    assert format_duration(timedelta(minutes=90)) == "1h30m"
-    assert format_duration(timedelta(0)) == "0s"
 
 
 def test_json_log_lines_carry_message_level_and_extras() -> None:
@@ -96,7 +92,20 @@ def test_json_log_lines_carry_message_level_and_extras() -> None:
         "reef.test", logging.WARNING, __file__, 1, "pool %s", ("full",), None
     )
     record.reason = "PoolExhausted"
-    line = json.loads(JsonFormatter().format(record))
+    line = json.loads(json_formatter().format(record))
     assert line["message"] == "pool full"
     assert line["level"] == "WARNING"
     assert line["reason"] == "PoolExhausted"
+    assert line["logger"] == "reef.test"
+    assert datetime.fromisoformat(line["time"]).utcoffset() == timedelta(0)
+
+
+def test_json_log_lines_carry_the_traceback() -> None:
+    try:
+        raise RuntimeError("ledger write failed")
+    except RuntimeError:
+        record = logging.LogRecord(
+            "reef.test", logging.ERROR, __file__, 1, "batch", (), sys.exc_info()
+        )
+    line = json.loads(json_formatter().format(record))
+    assert "RuntimeError: ledger write failed" in line["exception"]

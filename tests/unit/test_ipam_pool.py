@@ -18,7 +18,6 @@ from reef.ipam import (
     parse_shard_id,
     shard_configmap_name,
     shard_id_of,
-    shard_of_configmap_name,
 )
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -117,12 +116,3 @@ def test_configmap_name_stays_a_unique_dns_subdomain_for_long_network_names() ->
         assert len(name) <= 253
         assert DNS_SUBDOMAIN.fullmatch(name)
         assert name.endswith(shard)
-
-
-@pytest.mark.parametrize("network", ["default", "x-v4-1", "a" * 250])
-@pytest.mark.parametrize("shard", ["v4-100-64-4-0", "v6-fd000000000000000000000000012000"])
-def test_configmap_name_maps_back_to_its_shard(network: str, shard: str) -> None:
-    name = shard_configmap_name(network, shard)
-    assert shard_of_configmap_name(network, name) == shard
-    assert shard_of_configmap_name("other", name) is None
-    assert shard_of_configmap_name(network, "reef-ipam-default") is None

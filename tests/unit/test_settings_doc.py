@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from reef.settings_doc import render
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
@@ -22,3 +24,17 @@ def test_every_setting_is_in_the_reference() -> None:
     for model in (OperatorSettings, AgentSettings):
         for name in model.model_fields:
             assert f"`REEF_{name.upper()}`" in text
+
+
+def test_too_long_interface_name_is_a_settings_error_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from reef.agent.main import run_agent
+
+    monkeypatch.setenv("REEF_NODE_NAME", "node-a")
+    monkeypatch.setenv("REEF_INTERFACE", "reef-mesh-interface")  # 19 > 15 characters
+    assert run_agent() == 2
+    out = capsys.readouterr().out
+    assert "invalid settings" in out
+    assert "interface" in out
+    assert "at most 15 characters" in out

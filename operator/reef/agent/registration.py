@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from reef.api import names
-from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+from reef.kube.client import Kube
+from reef.kube.writes import CONFLICT, ApiException, compare_and_swap
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ class Registration:
         return [o for o in owners if o.get("kind") != "Node"] + [self._owner()]
 
     def spec_patch(self, existing: Body) -> Body:
-        """The merge patch that makes ``existing`` say what we say (empty: nothing)."""
+        """The merge patch that makes ``existing`` say what we say (empty: nothing); sent
+        with ``existing``'s resourceVersion as the precondition (reconcile_own)."""
         spec = existing.get("spec") or {}
         differs = {k: v for k, v in self._spec().items() if spec.get(k, "") != v}
         patch: Body = {}
@@ -80,11 +82,6 @@ class Registration:
             patch["metadata"] = {"finalizers": [*finalizers, names.RELEASE_FINALIZER]}
         if (owners := self._owners_patch(metadata)) is not None:
             patch.setdefault("metadata", {})["ownerReferences"] = owners
-        if patch:
-            # Precondition: never write over a change we have not seen.
-            patch.setdefault("metadata", {})["resourceVersion"] = existing["metadata"][
-                "resourceVersion"
-            ]
         return patch
 
 
@@ -102,8 +99,8 @@ async def create(kube: Kube, registration: Registration) -> Body | None:
             names.MESH_AGENT_PLURAL,
             registration.body(),
         )
-    except Exception as error:
-        if is_status(error, CONFLICT):
+    except ApiException as error:
+        if error.status == CONFLICT:
             return None
         raise
     log.info("registered MeshAgent %s", registration.name)
@@ -119,31 +116,16 @@ async def reconcile_own(kube: Kube, registration: Registration, existing: Body) 
             f" joins {registration.network!r}; network is immutable: delete the MeshAgent"
             " or set REEF_NETWORK to match"
         )
-    current: Body | None = existing
-    for _ in range(8):
-        if current is None:
-            return None
-        patch = registration.spec_patch(current)
-        if not patch:
-            return current
-        try:
-            patched: Body = await kube.patch_agent(registration.name, patch)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
-                return None
-            if not is_status(error, CONFLICT):
-                raise
-            current = await _fresh(kube, registration.name)
-            continue
+
+    async def write(patch: Body) -> Body:
+        patched = await kube.patch_agent(registration.name, patch)
         log.info("updated MeshAgent %s: %s", registration.name, sorted(patch.get("spec", {})))
         return patched
-    raise RuntimeError(f"MeshAgent {registration.name} kept changing under us")
 
+    def build(current: Body) -> Body | None:
+        return registration.spec_patch(current) or None
 
-async def _fresh(kube: Kube, name: str) -> Body | None:
-    try:
-        return await kube.get_agent(name)
-    except Exception as error:
-        if is_status(error, NOT_FOUND):
-            return None
-        raise
+    _, latest = await compare_and_swap(
+        existing, build, write, lambda: kube.read_agent(registration.name)
+    )
+    return latest

@@ -1,10 +1,9 @@
 """Writing the agent's part of the MeshAgent status, rarely and never over others' work.
 
 Only ``status.dataplane`` and the conditions ``Configured``, ``PeersHealthy`` and
-``Ready`` are written; the operator's fields are never in the patch. The conditions
-list is one list in a merge patch, so it is a read-modify-write guarded by
-``metadata.resourceVersion``: on 409 the object is read again and the change
-recomputed on top of what is there now.
+``Ready`` are written, by server-side apply under the agent's field manager: the API
+server merges the conditions list by ``type``, so the operator's ``Allocated`` condition
+is neither sent nor overwritten, and no read-modify-write (nor its 409 retries) is needed.
 
 Rate limit (thousands of nodes must not flood the API): a write is *urgent* when a
 condition's status flips or the first report is missing — it goes out at once. Other
@@ -23,12 +22,12 @@ from typing import Any
 from reef.agent.health import ConditionValue, Observation, conditions, dataplane, decide_write
 from reef.api import names
 from reef.api.conditions import set_condition
-from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+from reef.kube.client import Kube
+from reef.kube.writes import NOT_FOUND, ApiException
 
 log = logging.getLogger(__name__)
 
 Body = dict[str, Any]
-MAX_ATTEMPTS = 8
 
 
 class StatusReporter:
@@ -38,7 +37,6 @@ class StatusReporter:
         self._min_interval = min_interval
         self._last_write = float("-inf")
         self._pending: Observation | None = None
-        self.writes = 0
 
     @property
     def due_at(self) -> float | None:
@@ -68,47 +66,28 @@ class StatusReporter:
     async def _write(
         self, body: Body, wanted: tuple[ConditionValue, ...], block: dict[str, Any]
     ) -> Body | None:
-        current: Body | None = body
-        for _ in range(MAX_ATTEMPTS):
-            if current is None:
-                return None
-            metadata = current["metadata"]
-            generation = int(metadata.get("generation") or 0)
-            existing = list((current.get("status") or {}).get("conditions") or [])
-            for value in wanted:
-                existing = set_condition(
-                    existing,
-                    type_=value.type,
-                    status=value.status,
-                    reason=value.reason,
-                    message=value.message,
-                    observed_generation=generation,
-                )
-            patch = {
-                "metadata": {"resourceVersion": metadata["resourceVersion"]},
-                "status": {"dataplane": block, "conditions": existing},
-            }
-            try:
-                written: Body = await self._kube.patch_status(
-                    names.MESH_AGENT_PLURAL, self._name, patch
-                )
-            except Exception as error:
-                if is_status(error, NOT_FOUND):
-                    return None
-                if not is_status(error, CONFLICT):
-                    raise
-                current = await self._fresh()
-                continue
-            self._last_write = time.monotonic()
-            self._pending = None
-            self.writes += 1
-            return written
-        raise RuntimeError(f"status of MeshAgent {self._name} kept changing under us")
-
-    async def _fresh(self) -> Body | None:
+        generation = int(body["metadata"].get("generation") or 0)
+        existing = list((body.get("status") or {}).get("conditions") or [])
+        for value in wanted:
+            # On top of what is there, so lastTransitionTime changes only on a flip.
+            existing = set_condition(
+                existing,
+                type_=value.type,
+                status=value.status,
+                reason=value.reason,
+                message=value.message,
+                observed_generation=generation,
+            )
+        ours = {value.type for value in wanted}
+        status = {"dataplane": block, "conditions": [c for c in existing if c["type"] in ours]}
         try:
-            return await self._kube.get_agent(self._name)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
+            written: Body = await self._kube.apply_status(
+                names.MESH_AGENT_PLURAL, self._name, status, manager=names.AGENT_FIELD_MANAGER
+            )
+        except ApiException as error:
+            if error.status == NOT_FOUND:
                 return None
             raise
+        self._last_write = time.monotonic()
+        self._pending = None
+        return written

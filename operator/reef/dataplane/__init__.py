@@ -12,7 +12,7 @@ importing a value type never opens a netlink socket:
 """
 
 from reef.dataplane.base import Backend, BackendKind, DataplaneError
-from reef.dataplane.diff import PeerPlan, PeerUpdate, apply_plan, diff_peers
+from reef.dataplane.diff import PeerPlan, PeerUpdate, diff_peers
 from reef.dataplane.keys import InvalidKeyError, Key
 from reef.dataplane.spec import (
     DEFAULT_MTU,
@@ -37,6 +37,5 @@ __all__ = [
     "PeerSpec",
     "PeerState",
     "PeerUpdate",
-    "apply_plan",
     "diff_peers",
 ]

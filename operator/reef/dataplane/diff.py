@@ -71,30 +71,3 @@ def diff_peers(desired: Iterable[PeerSpec], live: Mapping[Key, PeerState]) -> Pe
             update.append(PeerUpdate(peer, peer.allowed_ips != current.allowed_ips))
     remove = tuple(key for key in live if key not in wanted)
     return PeerPlan(add=tuple(add), update=tuple(update), remove=remove)
-
-
-def apply_plan(plan: PeerPlan, live: Mapping[Key, PeerState]) -> dict[Key, PeerState]:
-    """What the live peer set becomes after ``plan``: the model backends implement.
-
-    Used by the property tests (diff then apply == desired) and handy for
-    dry runs; counters of updated peers are kept, as WireGuard keeps them.
-    """
-    removed = set(plan.remove)
-    result = {key: state for key, state in live.items() if key not in removed}
-    for peer in plan.add:
-        result[peer.public_key] = PeerState(
-            peer.public_key, peer.allowed_ips, peer.endpoint, peer.persistent_keepalive
-        )
-    for change in plan.update:
-        old = result[change.peer.public_key]
-        peer = change.peer
-        result[peer.public_key] = PeerState(
-            peer.public_key,
-            peer.allowed_ips,
-            peer.endpoint if peer.endpoint is not None else old.endpoint,
-            peer.persistent_keepalive,
-            old.last_handshake,
-            old.rx_bytes,
-            old.tx_bytes,
-        )
-    return result

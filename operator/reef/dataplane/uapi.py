@@ -94,15 +94,6 @@ def plan_lines(plan: PeerPlan) -> list[str]:
     return lines
 
 
-def replace_peers_lines(peers: Iterable[PeerSpec]) -> list[str]:
-    """One atomic "the peer set is exactly this" (drops every session: a reset)."""
-    lines = ["replace_peers=true"]
-    for peer in peers:
-        lines.append(f"public_key={peer.public_key.hex()}")
-        lines += _peer_config_lines(peer, replace_allowed_ips=True)
-    return lines
-
-
 def decode_response(data: bytes) -> UapiResponse:
     """Decode one answer (everything up to and including the blank line)."""
     try:
@@ -202,24 +193,3 @@ def decode_device(response: UapiResponse) -> DeviceState:
         peers[current.public_key] = current.build()
     public_key = private_key.public_key() if private_key is not None else None
     return DeviceState(public_key=public_key, listen_port=listen_port, peers=peers)
-
-
-def encode_device_state(state: DeviceState, private_key: Key | None = None) -> bytes:
-    """Render a ``get`` answer (what wireguard-go would send) for tests and fakes."""
-    lines = device_lines(private_key, state.listen_port or None)
-    for peer in state.peers.values():
-        lines.append(f"public_key={peer.public_key.hex()}")
-        if peer.endpoint is not None:
-            lines.append(f"endpoint={peer.endpoint}")
-        if peer.last_handshake is not None:
-            stamp = peer.last_handshake.timestamp()
-            lines.append(f"last_handshake_time_sec={int(stamp)}")
-            lines.append(f"last_handshake_time_nsec={round((stamp % 1) * 1e9)}")
-        lines += [
-            f"rx_bytes={peer.rx_bytes}",
-            f"tx_bytes={peer.tx_bytes}",
-            f"persistent_keepalive_interval={peer.persistent_keepalive}",
-        ]
-        lines += [f"allowed_ip={net}" for net in peer.allowed_ips]
-    lines.append("errno=0")
-    return "".join(f"{line}\n" for line in lines).encode("ascii") + b"\n"

@@ -3,7 +3,7 @@ repair planning and usage statistics. No I/O and no clock: time comes in as ``no
 
 Typical use by the operator::
 
-    shards = {shard_of_configmap_name(net, cm.name): cm.data for cm in listed_configmaps}
+    shards = {cm.labels[shard_label]: cm.data for cm in listed_configmaps}  # shard id -> data
     ledger, problems = decode_ledger(cidrs, shards, Policy(cooldown, retention))
     batch = allocate(ledger, [AllocationRequest(uid, name, requested)], now)
     for shard in batch.changed_shards:  # replace (PUT) with resourceVersion, not a merge patch
@@ -42,24 +42,20 @@ from reef.ipam.pool import (
     parse_shard_id,
     shard_configmap_name,
     shard_id_of,
-    shard_of_configmap_name,
 )
 from reef.ipam.repair import (
-    Adoption,
     Claim,
     Duplicate,
     LiveAgent,
-    Mismatch,
     RepairPlan,
-    apply_ledger_repairs,
     plan_repair,
+    recreate_entries,
 )
 from reef.ipam.stats import NEARLY_EXHAUSTED, NetworkStats, PoolStats, network_stats
 
 __all__ = [
     "NEARLY_EXHAUSTED",
     "SHARD_SIZE",
-    "Adoption",
     "AllocationBatch",
     "AllocationRequest",
     "AllocationResult",
@@ -70,7 +66,6 @@ __all__ = [
     "IPNetwork",
     "Ledger",
     "LiveAgent",
-    "Mismatch",
     "NetworkStats",
     "Outcome",
     "Owner",
@@ -83,7 +78,6 @@ __all__ = [
     "RefusalReason",
     "RepairPlan",
     "allocate",
-    "apply_ledger_repairs",
     "decode_key",
     "decode_ledger",
     "decode_owner",
@@ -92,7 +86,7 @@ __all__ = [
     "network_stats",
     "parse_shard_id",
     "plan_repair",
+    "recreate_entries",
     "shard_configmap_name",
     "shard_id_of",
-    "shard_of_configmap_name",
 ]

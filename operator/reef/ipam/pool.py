@@ -34,7 +34,6 @@ SHARD_SIZE = 1 << SHARD_BITS
 
 _V6_SHARD_RE = re.compile(r"v6-([0-9a-f]{32})")
 _V4_SHARD_RE = re.compile(r"v4-(\d{1,3})-(\d{1,3})-(\d{1,3})-(\d{1,3})")
-_NAME_SHARD_RE = re.compile(r"-(v4-\d{1,3}-\d{1,3}-\d{1,3}-\d{1,3}|v6-[0-9a-f]{32})$")
 #: ConfigMap names are DNS subdomains: at most 253 characters.
 _MAX_OBJECT_NAME = 253
 
@@ -132,14 +131,6 @@ def shard_configmap_name(network: str, shard: str) -> str:
     digest = hashlib.sha256(network.encode()).hexdigest()[:10]
     room = _MAX_OBJECT_NAME - len(f"reef-ipam--{digest}-{shard}")
     return f"reef-ipam-{network[:room].rstrip('.-')}-{digest}-{shard}"
-
-
-def shard_of_configmap_name(network: str, name: str) -> str | None:
-    """The shard id a ledger ConfigMap name (from shard_configmap_name) stands for, or None."""
-    match = _NAME_SHARD_RE.search(name)
-    if match is None or shard_configmap_name(network, match.group(1)) != name:
-        return None
-    return match.group(1)
 
 
 def encode_key(address: IPAddress) -> str:

@@ -14,12 +14,10 @@ Rules, in the order they are decided:
   conflict reported loudly.
 * **recreate** - a status address the ledger lacks (the ledger was deleted), holds as
   released, or holds for another uid: the status is what WireGuard is configured
-  with, so the ledger follows it. When another uid holds it as allocated this is
-  also reported as a ``Mismatch``.
-* **adopt** - a live agent without status whose uid holds one address per pool in the
-  ledger (a crash between the ledger write and the status write): write the status
-  from the ledger. ``allocate`` gives the same answer for such an agent and also
-  completes one holding only some pools, so the operator may simply allocate.
+  with, so the ledger follows it (:func:`recreate_entries`).
+* not in the plan: a live agent without status whose uid holds addresses in the ledger
+  (a crash between the ledger write and the status write) is *adopted* by simply
+  allocating it: ``allocate`` is sticky by uid and gives it those addresses.
 * **surplus** - a live uid holds more ledger entries than its status (or, without a
   status, more than one per pool): the extra entries are released.
 * **orphaned** - allocated entries whose uid is not live: release candidates.
@@ -64,35 +62,12 @@ class Duplicate:
 
 
 @dataclass(frozen=True, slots=True)
-class Mismatch:
-    """A status address the ledger gives to another (allocated) uid."""
-
-    address: IPAddress
-    agent: LiveAgent
-    ledger_owner: Claim
-
-
-@dataclass(frozen=True, slots=True)
-class Adoption:
-    agent: LiveAgent
-    addresses: tuple[IPAddress, ...]
-
-
-@dataclass(frozen=True, slots=True)
 class RepairPlan:
     recreate: tuple[Claim, ...] = ()
-    adopt: tuple[Adoption, ...] = ()
     orphaned: tuple[Claim, ...] = ()
     duplicates: tuple[Duplicate, ...] = ()
-    mismatches: tuple[Mismatch, ...] = ()
     surplus: tuple[Claim, ...] = ()
     unverifiable: tuple[Claim, ...] = ()
-
-    @property
-    def reallocate(self) -> tuple[LiveAgent, ...]:
-        """Agents that lost a duplicate: clear their status, then allocate them again."""
-        losers = {loser.uid: loser for dup in self.duplicates for loser in dup.losers}
-        return tuple(losers[uid] for uid in sorted(losers))
 
 
 def plan_repair(ledger: Ledger, agents: Sequence[LiveAgent]) -> RepairPlan:
@@ -103,7 +78,6 @@ def plan_repair(ledger: Ledger, agents: Sequence[LiveAgent]) -> RepairPlan:
             claims.setdefault(address, []).append(agent)
     recreate: list[Claim] = []
     duplicates: list[Duplicate] = []
-    mismatches: list[Mismatch] = []
     unverifiable: list[Claim] = []
     kept: dict[IPAddress, str] = {}
     for address, claimants in sorted(claims.items(), key=lambda item: _sort_key(item[0])):
@@ -127,24 +101,16 @@ def plan_repair(ledger: Ledger, agents: Sequence[LiveAgent]) -> RepairPlan:
         if owner is not None and owner.uid == keeper.uid and owner.state is EntryState.ALLOCATED:
             continue
         recreate.append(Claim(address, keeper.uid, keeper.name))
-        if owner is not None and owner.state is EntryState.ALLOCATED:
-            mismatches.append(Mismatch(address, keeper, Claim(address, owner.uid, owner.name)))
-    adopt, surplus, orphaned = _ledger_side(ledger, agents, kept)
+    surplus, orphaned = _ledger_side(ledger, agents, kept)
     return RepairPlan(
-        tuple(recreate),
-        tuple(adopt),
-        tuple(orphaned),
-        tuple(duplicates),
-        tuple(mismatches),
-        tuple(surplus),
-        tuple(unverifiable),
+        tuple(recreate), tuple(orphaned), tuple(duplicates), tuple(surplus), tuple(unverifiable)
     )
 
 
 def _ledger_side(
     ledger: Ledger, agents: Sequence[LiveAgent], kept: dict[IPAddress, str]
-) -> tuple[list[Adoption], list[Claim], list[Claim]]:
-    """Adoptions, surplus and orphans: from the ledger's allocated entries."""
+) -> tuple[list[Claim], list[Claim]]:
+    """Surplus and orphans, from the ledger's allocated entries."""
     live = {agent.uid: agent for agent in agents}
     held: dict[str, list[IPAddress]] = {}
     orphaned: list[Claim] = []
@@ -155,7 +121,6 @@ def _ledger_side(
             held.setdefault(owner.uid, []).append(address)
         else:
             orphaned.append(Claim(address, owner.uid, owner.name))
-    adopt: list[Adoption] = []
     surplus: list[Claim] = []
     for uid, addresses in held.items():
         agent = live[uid]
@@ -167,28 +132,24 @@ def _ledger_side(
                 if address.version in families and address not in agent.addresses
             ]
             continue
-        first_per_family: dict[int, IPAddress] = {}
+        # No status yet: one entry per family is what allocating it will adopt.
+        kept_families: set[int] = set()
         for address in addresses:
-            if address.version in first_per_family:
+            if address.version in kept_families:
                 surplus.append(Claim(address, uid, agent.name))
-            else:
-                first_per_family[address.version] = address
-        if len(first_per_family) == len(ledger.pools):
-            adopt.append(Adoption(agent, tuple(first_per_family.values())))
-    return adopt, surplus, orphaned
+            kept_families.add(address.version)
+    return surplus, orphaned
 
 
-def apply_ledger_repairs(ledger: Ledger, plan: RepairPlan, now: datetime) -> frozenset[str]:
-    """Apply the ledger half of ``plan`` (recreate, surplus); returns the changed shards.
+def recreate_entries(ledger: Ledger, plan: RepairPlan, now: datetime) -> frozenset[str]:
+    """Write the plan's missing ledger entries back (from the statuses); the changed shards.
 
-    Orphans are not released here: that waits for the operator's grace period and
-    re-check (then ``ledger.release(uid, now)``).
+    Surplus and orphans are not released here: that waits for the operator's grace
+    period and re-check.
     """
     changed: set[str] = set()
     for claim in plan.recreate:
         changed |= ledger.assign(claim.address, claim.uid, claim.name, now)
-    for claim in plan.surplus:
-        changed |= ledger.release_address(claim.address, now)
     return frozenset(changed)
 
 

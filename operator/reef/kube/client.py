@@ -8,16 +8,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from reef.api import names
+from reef.kube.writes import CONFLICT, NOT_FOUND, is_status, read_or_none
 from reef.settings import KubeSettings
+
+__all__ = ["CONFLICT", "NOT_FOUND", "Kube", "is_status", "load_api_client"]
 
 #: Threads for ledger ConfigMap calls, apart from the general pool (see below).
 LEDGER_THREADS = 4
 
-CONFLICT = 409
-NOT_FOUND = 404
+APPLY_PATCH = "application/apply-patch+yaml"
 
 
 def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
@@ -37,10 +38,6 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
     # calls neither queue on the pool nor open and drop TLS connections.
     configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS
     return client.ApiClient(configuration)
-
-
-def is_status(error: BaseException, code: int) -> bool:
-    return isinstance(error, ApiException) and error.status == code
 
 
 class Kube:
@@ -78,6 +75,10 @@ class Kube:
         )
         return result
 
+    async def read_agent(self, name: str) -> dict[str, Any] | None:
+        """The MeshAgent as the API server has it now; None once it is gone."""
+        return await read_or_none(self.get_agent(name))
+
     async def list_agents(self, network: str | None = None) -> list[dict[str, Any]]:
         """All MeshAgents, or those of one network (a server-side field selector)."""
         selector = {} if network is None else {"field_selector": f"spec.network={network}"}
@@ -99,15 +100,16 @@ class Kube:
         )
         return list(result.get("items", []))
 
-    async def get_network(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call(
+    async def read_network(self, name: str) -> dict[str, Any] | None:
+        """The MeshNetwork as the API server has it now; None once it is gone."""
+        read = self.call(
             self.custom.get_cluster_custom_object,
             names.GROUP,
             names.VERSION,
             names.MESH_NETWORK_PLURAL,
             name,
         )
-        return result
+        return await read_or_none(read)
 
     async def patch_agent(self, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch (or JSON-patch, for a list body) a MeshAgent's metadata/spec."""
@@ -129,6 +131,45 @@ class Kube:
 
     async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
+        return await self._patch_status(
+            plural, name, body, _content_type="application/merge-patch+json"
+        )
+
+    async def apply_status(
+        self,
+        plural: str,
+        name: str,
+        status: dict[str, Any],
+        *,
+        manager: str,
+        resource_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Server-side apply of the status fields ``manager`` owns (see reef.kube.writes).
+
+        ``status`` holds *all* of them: a field this manager applied before and leaves
+        out now is removed. ``force``: each manager is the one authority on its fields,
+        so it takes them over from whoever wrote them by other means (e.g. an older
+        reef's merge patches). ``resource_version``, when given, is a precondition.
+        """
+        kind = (
+            names.MESH_AGENT_KIND if plural == names.MESH_AGENT_PLURAL else names.MESH_NETWORK_KIND
+        )
+        metadata: dict[str, Any] = {"name": name}
+        if resource_version is not None:
+            metadata["resourceVersion"] = resource_version
+        body = {
+            "apiVersion": names.API_VERSION,
+            "kind": kind,
+            "metadata": metadata,
+            "status": status,
+        }
+        return await self._patch_status(
+            plural, name, body, field_manager=manager, force=True, _content_type=APPLY_PATCH
+        )
+
+    async def _patch_status(
+        self, plural: str, name: str, body: Any, **options: Any
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.call(
             self.custom.patch_cluster_custom_object_status,
             names.GROUP,
@@ -136,7 +177,7 @@ class Kube:
             plural,
             name,
             body,
-            _content_type="application/merge-patch+json",
+            **options,
         )
         return result
 

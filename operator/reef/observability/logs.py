@@ -1,32 +1,26 @@
 """Logging set-up: JSON lines by default (what log pipelines ingest), text for humans."""
 
-import json
 import logging
-from datetime import UTC, datetime
 
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({})))
+from pythonjsonlogger.json import JsonFormatter as _LibraryJsonFormatter
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record; extra ``logger.info(..., extra={...})`` keys included."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRIBUTES})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+def json_formatter() -> logging.Formatter:
+    """One JSON object per record: time (UTC, ISO 8601), level, logger, message, any
+    ``extra={...}`` keys, and the traceback as ``exception``. python-json-logger ships
+    with kopf."""
+    return _LibraryJsonFormatter(
+        "{levelname}{name}{message}",
+        style="{",
+        rename_fields={"levelname": "level", "name": "logger", "exc_info": "exception"},
+        timestamp="time",
+    )
 
 
 def configure_logging(log_format: str, level: str) -> None:
     handler = logging.StreamHandler()
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
+        handler.setFormatter(json_formatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()

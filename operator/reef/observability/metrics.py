@@ -15,7 +15,8 @@ BUILD_INFO = Gauge(
 
 ALLOCATIONS = Counter(
     "reef_operator_allocations_total",
-    "Addresses given to MeshAgents, by network and how (fresh, sticky, requested, adopted).",
+    "Allocations published in a MeshAgent's status, by network and kind: new, or adopted"
+    " (taken over from a ledger entry whose status write was interrupted).",
     ["network", "kind"],
 )
 ALLOCATION_FAILURES = Counter(
@@ -45,7 +46,8 @@ BATCH_SIZE = Histogram(
 )
 ALLOCATION_LATENCY = Histogram(
     "reef_operator_allocation_latency_seconds",
-    "From a MeshAgent's creation to its status.addresses being written.",
+    "From the operator taking up a MeshAgent without an address to its status.addresses"
+    " being written (ledger batch and status write; not the wait before the operator saw it).",
     ["network"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

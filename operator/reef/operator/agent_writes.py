@@ -1,12 +1,14 @@
 """Writes the operator makes to a MeshAgent: its finalizer and its allocation status.
 
-Every write carries the ``resourceVersion`` it was computed from, so nothing the
-operator writes can silently overwrite a change it has not seen — in particular a
-status that already holds an address is never replaced by another one.
+Every write carries the ``resourceVersion`` it was computed from (a compare-and-swap,
+:mod:`reef.kube.writes`), so nothing the operator writes can silently overwrite a change
+it has not seen — in particular a status that already holds an address is never replaced
+by another one. Status fields are written by server-side apply under the operator's
+field manager, so the agent's conditions on the same object are never touched.
 """
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -16,17 +18,15 @@ from reef.api import names
 from reef.api.conditions import (
     CONDITION_FALSE,
     CONDITION_TRUE,
-    condition_changed,
     set_condition,
     utc_timestamp,
 )
-from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+from reef.kube.client import Kube
+from reef.kube.writes import Body, PatchBuilder, compare_and_swap
 
 log = logging.getLogger(__name__)
 
 ALLOCATED = "Allocated"
-#: Attempts at a compare-and-swap write before giving up to the next reconcile.
-MAX_ATTEMPTS = 8
 
 
 class WriteOutcome(StrEnum):
@@ -44,89 +44,81 @@ class AllocatedStatus:
     allocated_at: datetime
 
 
-def _addresses(body: dict[str, Any]) -> tuple[str, ...]:
+def _addresses(body: Body) -> tuple[str, ...]:
     return tuple((body.get("status") or {}).get("addresses") or ())
 
 
-def _conditions(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _conditions(body: Body) -> list[Body]:
     return list((body.get("status") or {}).get("conditions") or [])
 
 
-async def _fresh(kube: Kube, name: str) -> dict[str, Any] | None:
-    try:
-        return await kube.get_agent(name)
-    except Exception as error:
-        if is_status(error, NOT_FOUND):
-            return None
-        raise
+def _operator_status(current: Body, allocated: Body, **changes: Any) -> Body:
+    """Everything the operator owns in the status, as applied under its field manager.
 
-
-PatchBuilder = Callable[[dict[str, Any]], "dict[str, Any] | None"]
-Writer = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
-
-
-async def compare_and_swap(
-    kube: Kube, body: dict[str, Any], build: PatchBuilder, write: Writer
-) -> tuple[bool, dict[str, Any] | None]:
-    """Read-modify-write of one MeshAgent with its resourceVersion as the precondition.
-
-    ``build`` gets the latest object and returns the merge patch to send, or None when
-    nothing needs writing. On 409 the object is read again and ``build`` asked again.
-    Returns (whether a write happened, the latest object; None once it is gone).
+    Server-side apply removes what a manager applied before and leaves out now, so every
+    operator write names all its fields: the addresses and allocatedAt already there
+    (unless ``changes`` says otherwise), observedGeneration, and its one condition —
+    never the agent's conditions, which the agent applies under a manager of its own.
     """
+    status = current.get("status") or {}
+    owned: Body = {
+        key: status[key] for key in ("addresses", "allocatedAt") if status.get(key) is not None
+    }
+    owned["observedGeneration"] = int(current["metadata"].get("generation") or 0)
+    owned.update(changes)
+    owned["conditions"] = [allocated]
+    return {"status": {k: v for k, v in owned.items() if v is not None}}
+
+
+def _allocated(current: Body, *, status: str, reason: str, message: str) -> Body:
+    """The Allocated condition as it should be now (lastTransitionTime kept unless it flips)."""
+    generation = int(current["metadata"].get("generation") or 0)
+    merged = set_condition(
+        _conditions(current),
+        type_=ALLOCATED,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=generation,
+    )
+    return next(c for c in merged if c["type"] == ALLOCATED)
+
+
+async def _cas_status(kube: Kube, body: Body, build: PatchBuilder) -> tuple[bool, Body | None]:
+    """Compare-and-swap of the operator's status fields, written by server-side apply."""
     name = body["metadata"]["name"]
-    current: dict[str, Any] | None = body
-    for _ in range(MAX_ATTEMPTS):
-        if current is None:
-            return False, None
-        patch = build(current)
-        if patch is None:
-            return False, current
-        patch.setdefault("metadata", {})["resourceVersion"] = current["metadata"]["resourceVersion"]
-        try:
-            return True, await write(name, patch)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
-                return False, None
-            if not is_status(error, CONFLICT):
-                raise
-        current = await _fresh(kube, name)
-    raise RuntimeError(f"MeshAgent {name} kept changing under us; the next reconcile retries")
 
+    async def write(patch: Body) -> Body:
+        return await kube.apply_status(
+            names.MESH_AGENT_PLURAL,
+            name,
+            patch["status"],
+            manager=names.OPERATOR_FIELD_MANAGER,
+            resource_version=patch["metadata"]["resourceVersion"],
+        )
 
-def _status_writer(kube: Kube) -> Writer:
-    async def write(name: str, patch: dict[str, Any]) -> dict[str, Any]:
-        return await kube.patch_status(names.MESH_AGENT_PLURAL, name, patch)
-
-    return write
+    return await compare_and_swap(body, build, write, lambda: kube.read_agent(name))
 
 
 async def write_allocation(
-    kube: Kube, body: dict[str, Any], status: AllocatedStatus
-) -> tuple[WriteOutcome, dict[str, Any] | None]:
+    kube: Kube, body: Body, status: AllocatedStatus
+) -> tuple[WriteOutcome, Body | None]:
     """Set ``status.addresses`` once; returns the outcome and the latest object seen."""
 
-    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+    def build(current: Body) -> Body | None:
         if _addresses(current):
             return None  # an address, once set, is never replaced
-        generation = int(current["metadata"].get("generation") or 0)
-        return {
-            "status": {
-                "addresses": list(status.addresses),
-                "allocatedAt": utc_timestamp(status.allocated_at),
-                "observedGeneration": generation,
-                "conditions": set_condition(
-                    _conditions(current),
-                    type_=ALLOCATED,
-                    status=CONDITION_TRUE,
-                    reason=status.reason,
-                    message=status.message,
-                    observed_generation=generation,
-                ),
-            }
-        }
+        allocated = _allocated(
+            current, status=CONDITION_TRUE, reason=status.reason, message=status.message
+        )
+        return _operator_status(
+            current,
+            allocated,
+            addresses=list(status.addresses),
+            allocatedAt=utc_timestamp(status.allocated_at),
+        )
 
-    written, latest = await compare_and_swap(kube, body, build, _status_writer(kube))
+    written, latest = await _cas_status(kube, body, build)
     if latest is None:
         return WriteOutcome.GONE, None
     if written:
@@ -136,43 +128,24 @@ async def write_allocation(
 
 
 async def write_allocated_condition(
-    kube: Kube, body: dict[str, Any], *, status: str, reason: str, message: str
+    kube: Kube, body: Body, *, status: str, reason: str, message: str
 ) -> bool:
     """Set the Allocated condition (no address change); True if anything was written."""
 
-    def build(current: dict[str, Any]) -> dict[str, Any] | None:
-        generation = int(current["metadata"].get("generation") or 0)
-        existing = _conditions(current)
-        unchanged = not condition_changed(
-            existing,
-            type_=ALLOCATED,
-            status=status,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-        )
-        if unchanged:
-            return None
-        conditions = set_condition(
-            existing,
-            type_=ALLOCATED,
-            status=status,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-        )
-        return {"status": {"observedGeneration": generation, "conditions": conditions}}
+    def build(current: Body) -> Body | None:
+        allocated = _allocated(current, status=status, reason=reason, message=message)
+        if allocated in _conditions(current):
+            return None  # set_condition kept every field, lastTransitionTime included
+        return _operator_status(current, allocated)
 
-    written, _ = await compare_and_swap(kube, body, build, _status_writer(kube))
+    written, _ = await _cas_status(kube, body, build)
     return written
 
 
-async def set_finalizer(
-    kube: Kube, body: dict[str, Any], *, present: bool
-) -> dict[str, Any] | None:
+async def set_finalizer(kube: Kube, body: Body, *, present: bool) -> Body | None:
     """Add or remove the release finalizer, keeping everyone else's finalizers."""
 
-    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+    def build(current: Body) -> Body | None:
         finalizers: Sequence[str] = current["metadata"].get("finalizers") or []
         if (names.RELEASE_FINALIZER in finalizers) == present:
             return None
@@ -183,31 +156,43 @@ async def set_finalizer(
         )
         return {"metadata": {"finalizers": wanted}}
 
-    _, latest = await compare_and_swap(kube, body, build, kube.patch_agent)
+    name = body["metadata"]["name"]
+
+    async def write(patch: Body) -> Body:
+        return await kube.patch_agent(name, patch)
+
+    _, latest = await compare_and_swap(body, build, write, lambda: kube.read_agent(name))
     return latest
 
 
 async def clear_duplicate(
-    kube: Kube, body: dict[str, Any], *, uid: str, address: str, reason: str, message: str
-) -> tuple[bool, dict[str, Any] | None]:
+    kube: Kube, body: Body, *, uid: str, address: str, reason: str, message: str
+) -> tuple[bool, Body | None]:
     """Take ``address`` away from the agent ``uid`` (repair of a true duplicate).
 
     The only write that removes an address from a status; it happens only while that
     very agent still claims it.
     """
 
-    def build(current: dict[str, Any]) -> dict[str, Any] | None:
+    name = body["metadata"]["name"]
+
+    def clear(current: Body) -> Body | None:
         if current["metadata"]["uid"] != uid or address not in _addresses(current):
             return None
-        generation = int(current["metadata"].get("generation") or 0)
-        conditions = set_condition(
-            _conditions(current),
-            type_=ALLOCATED,
-            status=CONDITION_FALSE,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-        )
-        return {"status": {"addresses": None, "allocatedAt": None, "conditions": conditions}}
+        return {"status": {"addresses": None, "allocatedAt": None}}
 
-    return await compare_and_swap(kube, body, build, _status_writer(kube))
+    async def merge(patch: Body) -> Body:
+        return await kube.patch_status(names.MESH_AGENT_PLURAL, name, patch)
+
+    # A merge patch, not an apply: the duplicate may have been written by anyone (a
+    # restore, a hand edit), and an apply only removes what its own manager applied.
+    cleared, latest = await compare_and_swap(body, clear, merge, lambda: kube.read_agent(name))
+    if not cleared or latest is None:
+        return cleared, latest
+
+    def condition(current: Body) -> Body | None:
+        allocated = _allocated(current, status=CONDITION_FALSE, reason=reason, message=message)
+        return _operator_status(current, allocated)
+
+    _, latest = await _cas_status(kube, latest, condition)
+    return True, latest

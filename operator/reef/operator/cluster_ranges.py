@@ -27,7 +27,8 @@ from typing import Any
 from kubernetes import client
 
 from reef.api import names
-from reef.kube.client import NOT_FOUND, Kube, is_status
+from reef.kube.client import Kube
+from reef.kube.writes import NOT_FOUND, ApiException
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,8 @@ class ClusterRanges:
         networking = client.NetworkingV1Api(self._kube.api_client)
         try:
             ranges = await self._list(networking.list_service_cidr)
-        except Exception as error:
-            if not is_status(error, NOT_FOUND):
+        except ApiException as error:
+            if error.status != NOT_FOUND:
                 raise
             log.warning("no ServiceCIDR API (Kubernetes < 1.33): the service range is unknown")
             ranges = []
@@ -144,8 +145,8 @@ class ClusterRanges:
                 await self._kube.patch_status(
                     names.MESH_NETWORK_PLURAL, name, {"status": {"clusterPrefixes": wanted}}
                 )
-            except Exception as error:
-                if not is_status(error, NOT_FOUND):
+            except ApiException as error:
+                if error.status != NOT_FOUND:
                     raise
                 continue
             log.info("MeshNetwork %s: cluster ranges %s are never routed", name, wanted)

@@ -13,9 +13,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from reef.api.models import MeshNetwork, parse_mesh_network
+from reef.ipam import Problem, shard_configmap_name
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
+from reef.operator.ledger_store import LedgerStore
 from reef.operator.network_allocator import NetworkAllocator, ReloadReport
 from reef.operator.network_status import NetworkStatusWriter
 from reef.operator.reachability import MemberReport, Reachability, reachability, report_of
@@ -25,6 +27,15 @@ log = logging.getLogger(__name__)
 
 #: Events listing individual unreadable ledger entries, before one summary Event.
 MAX_PROBLEM_EVENTS = 5
+
+
+def unreadable_entry_message(store: LedgerStore, problem: Problem) -> str:
+    """The Event text for one ledger entry that cannot be trusted, naming its ConfigMap."""
+    return (
+        f"ledger shard {problem.shard}, key {problem.key!r}: {problem.message}. The address"
+        " stays out of the pool; fix or delete the key in ConfigMap"
+        f" {store.namespace}/{shard_configmap_name(store.network, problem.shard)}."
+    )
 
 
 @dataclass
@@ -135,9 +146,7 @@ class OperatorContext:
                 handle.body,
                 EventType.WARNING,
                 Reason.LEDGER_ENTRY_UNREADABLE,
-                f"ledger shard {problem.shard}, key {problem.key!r}: {problem.message}. The"
-                " address stays out of the pool; fix or delete the key in ConfigMap"
-                f" {handle.allocator.store.namespace}/reef-ipam-{network}-{problem.shard}.",
+                unreadable_entry_message(handle.allocator.store, problem),
             )
         if len(report.problems) > MAX_PROBLEM_EVENTS:
             await self.recorder.record(

@@ -13,7 +13,8 @@ from typing import Any
 
 from reef.api import names
 from reef.ipam import parse_shard_id, shard_configmap_name
-from reef.kube.client import CONFLICT, NOT_FOUND, Kube, is_status
+from reef.kube.client import Kube
+from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ class LedgerStore:
         name = shard_configmap_name(self.network, shard)
         try:
             item = await self._kube.read_config_map(self.namespace, name)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
+        except ApiException as error:
+            if error.status == NOT_FOUND:
                 self.versions.pop(shard, None)
                 raise ShardVanishedError(name) from error
             raise
@@ -102,10 +103,10 @@ class LedgerStore:
                 written = await self._kube.create_config_map(self.namespace, body)
             else:
                 written = await self._kube.replace_config_map(self.namespace, name, body)
-        except Exception as error:
-            if is_status(error, CONFLICT):
+        except ApiException as error:
+            if error.status == CONFLICT:
                 return False
-            if is_status(error, NOT_FOUND):
+            if error.status == NOT_FOUND:
                 self.versions.pop(shard, None)
                 raise ShardVanishedError(name) from error
             raise

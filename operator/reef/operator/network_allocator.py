@@ -36,6 +36,7 @@ from reef.ipam import (
     allocate,
     decode_ledger,
     plan_repair,
+    recreate_entries,
 )
 from reef.kube.client import Kube
 from reef.observability import metrics
@@ -280,9 +281,7 @@ class NetworkAllocator:
         agents = [agent for body in bodies if (agent := live_agent(body)) is not None]
         plan = plan_repair(ledger, agents)
         now = datetime.now(UTC)
-        changed: set[str] = set()
-        for claim in plan.recreate:
-            changed |= ledger.assign(claim.address, claim.uid, claim.name, now)
+        changed = set(recreate_entries(ledger, plan, now))
         self._ledger = ledger
         self.problems = problems
         try:

@@ -14,16 +14,14 @@ removes the finalizer, so nothing of the network is left behind.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from reef.api import names
-from reef.kube.client import CONFLICT, NOT_FOUND, is_status
+from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException, Body, compare_and_swap
 from reef.observability.events import EventType, Reason
 from reef.operator.context import OperatorContext
 
 log = logging.getLogger(__name__)
 
-Body = dict[str, Any]
 _LISTED = 5
 
 
@@ -45,8 +43,8 @@ async def ensure_finalizer(context: OperatorContext, body: Body) -> None:
     }
     try:
         await context.kube.patch_network(metadata["name"], patch)
-    except Exception as error:
-        if not (is_status(error, CONFLICT) or is_status(error, NOT_FOUND)):
+    except ApiException as error:
+        if error.status not in (CONFLICT, NOT_FOUND):
             raise
 
 
@@ -86,37 +84,25 @@ async def continue_deletion(context: OperatorContext, name: str) -> None:
     for config_map in await context.kube.list_config_maps(namespace, selector):
         try:
             await context.kube.delete_config_map(namespace, config_map["metadata"]["name"])
-        except Exception as error:
-            if not is_status(error, NOT_FOUND):
+        except ApiException as error:
+            if error.status != NOT_FOUND:
                 raise
     await _remove_finalizer(context, name)
     log.info("MeshNetwork %s: no members left; ledger deleted, finalizer removed", name)
 
 
 async def _remove_finalizer(context: OperatorContext, name: str) -> None:
-    for _ in range(8):
-        try:
-            body = await context.kube.get_network(name)
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
-                return
-            raise
-        finalizers = list(body["metadata"].get("finalizers") or [])
+    def build(current: Body) -> Body | None:
+        finalizers = list(current["metadata"].get("finalizers") or [])
         if names.NETWORK_FINALIZER not in finalizers:
-            return
+            return None
         finalizers.remove(names.NETWORK_FINALIZER)
-        patch = {
-            "metadata": {
-                "finalizers": finalizers,
-                "resourceVersion": body["metadata"]["resourceVersion"],
-            }
-        }
-        try:
-            await context.kube.patch_network(name, patch)
-            return
-        except Exception as error:
-            if is_status(error, NOT_FOUND):
-                return
-            if not is_status(error, CONFLICT):
-                raise
-    raise RuntimeError(f"MeshNetwork {name} kept changing while its finalizer was removed")
+        return {"metadata": {"finalizers": finalizers}}
+
+    async def write(patch: Body) -> Body:
+        return await context.kube.patch_network(name, patch)
+
+    async def reread() -> Body | None:
+        return await context.kube.read_network(name)
+
+    await compare_and_swap(await reread(), build, write, reread)

@@ -24,7 +24,7 @@ from reef.ipam.overlap import (
     ranges_of_nodes,
     ranges_of_service_cidrs,
 )
-from reef.kube.client import is_status
+from reef.kube.writes import NOT_FOUND, ApiException
 from reef.observability.events import EventType, Reason
 from reef.operator.context import OperatorContext
 
@@ -41,8 +41,8 @@ async def _used_ranges(context: OperatorContext) -> tuple[list[UsedRange], list[
         log.warning("pool preflight: cannot list Nodes (%s); node ranges not checked", error)
     try:
         used += ranges_of_service_cidrs(await context.kube.list_service_cidrs())
-    except Exception as error:
-        if not is_status(error, 404):
+    except ApiException as error:
+        if error.status != NOT_FOUND:
             log.warning("pool preflight: cannot list ServiceCIDRs (%s)", error)
     networks = await context.kube.list_networks()
     return used, networks

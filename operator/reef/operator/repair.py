@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from reef.ipam import Claim, IPAddress, Ledger, LiveAgent, RepairPlan
-from reef.kube.client import NOT_FOUND, is_status
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.agent_writes import clear_duplicate
@@ -95,13 +94,8 @@ async def _confirmed_orphans(
 
 async def _owner_gone(ctx: OperatorContext, claim: Claim) -> bool:
     """The re-check: a GET by name, straight from the API server."""
-    try:
-        body = await ctx.kube.get_agent(claim.name)
-    except Exception as error:
-        if is_status(error, NOT_FOUND):
-            return True
-        raise
-    return bool(body["metadata"]["uid"] != claim.uid)
+    body = await ctx.kube.read_agent(claim.name)
+    return body is None or bool(body["metadata"]["uid"] != claim.uid)
 
 
 def _settled_surplus(
@@ -133,12 +127,9 @@ async def _resolve_duplicate(
         f" {loser.name} gets a new address. Two members with one address break WireGuard"
         " routing silently, so check how the status was changed."
     )
-    try:
-        body = await ctx.kube.get_agent(loser.name)
-    except Exception as error:
-        if is_status(error, NOT_FOUND):
-            return
-        raise
+    body = await ctx.kube.read_agent(loser.name)
+    if body is None:
+        return
     cleared, latest = await clear_duplicate(
         ctx.kube,
         body,
