@@ -1,0 +1,100 @@
+"""reef.leanimport: submodules load without their package's ``__init__``, and a later plain
+import of the package still runs it and shares the modules already loaded."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from reef.leanimport import import_skipping_package_init
+
+PACKAGE = "reef_leanimport_probe"
+
+
+@pytest.fixture
+def probe_package(tmp_path: Path) -> Iterator[Path]:
+    """A package whose __init__ records that it ran, with a subpackage and a module."""
+    root = tmp_path / PACKAGE
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text(
+        "import builtins\nbuiltins.reef_probe_init_runs += 1\nfrom . import heavy\n"
+    )
+    (root / "heavy.py").write_text("LOADED = True\n")
+    (root / "sub" / "__init__.py").write_text("raise RuntimeError('sub/__init__ must not run')\n")
+    (root / "sub" / "light.py").write_text(f"from {PACKAGE} import tool\nVALUE = tool.ANSWER\n")
+    (root / "tool.py").write_text("ANSWER = 42\n")
+    sys.path.insert(0, str(tmp_path))
+    import builtins
+
+    builtins.reef_probe_init_runs = 0  # type: ignore[attr-defined]
+    try:
+        yield root
+    finally:
+        sys.path.remove(str(tmp_path))
+        for name in [n for n in sys.modules if n == PACKAGE or n.startswith(PACKAGE + ".")]:
+            del sys.modules[name]
+        del builtins.reef_probe_init_runs  # type: ignore[attr-defined]
+
+
+def test_submodules_load_without_the_package_files(probe_package: Path) -> None:
+    import builtins
+
+    (light,) = import_skipping_package_init([PACKAGE, f"{PACKAGE}.sub"], [f"{PACKAGE}.sub.light"])
+    assert light.VALUE == 42
+    assert builtins.reef_probe_init_runs == 0  # type: ignore[attr-defined]
+    assert f"{PACKAGE}.heavy" not in sys.modules
+    # the stand-ins are gone: nothing half-made is left under the package's name
+    assert PACKAGE not in sys.modules
+    assert f"{PACKAGE}.sub" not in sys.modules
+
+
+def test_a_later_plain_import_runs_the_package_and_reuses_loaded_modules(
+    probe_package: Path,
+) -> None:
+    import builtins
+    import importlib
+
+    (tool,) = import_skipping_package_init([PACKAGE], [f"{PACKAGE}.tool"])
+    package = importlib.import_module(PACKAGE)
+    assert builtins.reef_probe_init_runs == 1  # type: ignore[attr-defined]
+    assert package.heavy.LOADED
+    assert importlib.import_module(f"{PACKAGE}.tool") is tool
+
+
+def test_an_imported_package_is_used_as_it_is(probe_package: Path) -> None:
+    import builtins
+    import importlib
+
+    importlib.import_module(PACKAGE)
+    (tool,) = import_skipping_package_init([PACKAGE], [f"{PACKAGE}.tool"])
+    assert tool.ANSWER == 42
+    assert builtins.reef_probe_init_runs == 1  # type: ignore[attr-defined]
+    assert PACKAGE in sys.modules
+
+
+def test_a_missing_package_is_an_import_error() -> None:
+    with pytest.raises(ImportError):
+        import_skipping_package_init(["reef_no_such_package"], ["reef_no_such_package.x"])
+
+
+def test_the_agents_start_path_runs_neither_kubernetes_nor_pyroute2_package_files() -> None:
+    """Importing the agent and opening its dataplane modules leaves out the two package
+    files (and kopf): a plain ``from kubernetes import ...`` on that path would show here."""
+    import os
+    import subprocess
+
+    script = (
+        "import sys, reef.agent.main, reef.dataplane.select, reef.agent.device;"
+        " print(sorted({'kubernetes', 'pyroute2', 'kopf', 'kubernetes.config'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.stdout.strip() == "[]"
