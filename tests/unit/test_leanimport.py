@@ -109,3 +109,48 @@ def test_the_agents_start_path_runs_neither_kubernetes_nor_pyroute2_package_file
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert result.stdout.strip() == "[]"
+
+
+INCLUSTER_SCRIPT = """
+import sys
+import reef.agent.main, reef.agent.device, reef.dataplane.select
+from reef.leanimport import import_skipping_package_init
+(incluster,) = import_skipping_package_init(
+    ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
+)
+incluster.SERVICE_TOKEN_FILENAME, incluster.SERVICE_CERT_FILENAME = sys.argv[1:3]
+from reef.kube.client import Kube, client, load_api_client
+from reef.settings import AgentSettings
+kube = Kube(load_api_client(AgentSettings(), 1), 1)
+reference = client.V1ObjectReference(name="y")
+client.CoreV1Event(metadata=client.V1ObjectMeta(name="x"), involved_object=reference)
+print(kube.api_client.configuration.host, "kubernetes.config.kube_config" in sys.modules)
+"""
+
+
+def test_an_in_cluster_agent_builds_its_client_and_models(tmp_path: Path) -> None:
+    """The service-account path, as in a pod (the token and CA files are the only stand-ins):
+    the client's lazily imported modules (ApiClient, the APIs, the models) load without the
+    kubeconfig loader, which the in-cluster agent never imports."""
+    import os
+    import subprocess
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("a-token\n")
+    ca.write_text("not read before a connection\n")
+    result = subprocess.run(
+        [sys.executable, "-c", INCLUSTER_SCRIPT, str(token), str(ca)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("REEF_")},
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": "6443",
+            "REEF_NODE_NAME": "node-a",
+            "REEF_NETWORK": "net",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["https://127.0.0.1:6443", "False"]
