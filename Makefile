@@ -37,9 +37,12 @@ lint: venv
 ## Benchmarks (not tests): results go to docs/benchmarks.md.
 bench: setup
 	$(PYTHON) -m bench.allocation --agents 1000
+	$(PYTHON) -m bench.agent_imports --runs 10
 	$(PYTHON) -m bench.agent_startup --runs 6
+	$(PYTHON) -m bench.agent_idle --nodes 4 --seconds 60
 	$(PYTHON) -m bench.agent_propagation --nodes 10 --joins 5
 	$(PYTHON) -m bench.agent_rollout --nodes 3
+	$(PYTHON) -m bench.image_size
 
 ## Publish: the chart to oci://$(REGISTRY)/charts and the image to $(REGISTRY)/reef
 ## (see scripts/release.sh for PLATFORMS, BASE, PLAIN_HTTP).

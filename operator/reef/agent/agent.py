@@ -194,16 +194,32 @@ class Agent:
             "created" if created else "loaded",
             self._key.public_key().base64(),
         )
+        # The backend (pyroute2's import, the kernel probe) opens on the device's thread
+        # while the informers list and the MeshAgent is registered: registration needs
+        # only the key, and the operator allocates while the backend is still opening.
+        # A node without any WireGuard still exits (3) at once, not after the MeshNetwork
+        # appears: whichever of the two ends first is looked at first.
+        opening = asyncio.ensure_future(
+            self.device.open(None if settings.backend == "auto" else settings.backend)
+        )
+        registering = asyncio.ensure_future(self._start_informers_and_register())
         try:
-            choice = await self.device.open(
-                None if settings.backend == "auto" else settings.backend
-            )
+            await asyncio.wait([opening, registering], return_when=asyncio.FIRST_COMPLETED)
+            if not (opening.done() and opening.exception() is not None):
+                await registering
+        finally:
+            registering.cancel()
+            await asyncio.wait([opening, registering])
+        try:
+            choice = opening.result()
         except DataplaneError as error:
             log.error("no WireGuard backend: %s", error)
             raise AgentExitError(3, str(error)) from error
         metrics.AGENT_BACKEND.labels(choice.kind).set(1)
         log.info("backend %s: %s", choice.kind, choice.reason)
 
+    async def _start_informers_and_register(self) -> None:
+        settings = self.settings
         loop = asyncio.get_running_loop()
         self._networks = Informer(
             self.kube,

@@ -21,12 +21,15 @@ import ipaddress
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pyroute2 import IPRoute
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from reef.dataplane import Backend, DeviceSpec, DeviceState, PeerPlan, PeerSpec
-from reef.dataplane.select import BackendChoice, open_backend
+
+if TYPE_CHECKING:
+    from reef.dataplane.select import BackendChoice
+
+# pyroute2 (reef.dataplane.netlink, .select) is imported by the first call on the device's
+# thread, not by importing this module: the agent registers while that import runs.
 
 T = TypeVar("T")
 
@@ -36,6 +39,8 @@ FALLBACK_UNDERLAY_MTU = 1500
 
 def underlay_mtu(node_ip: str | None) -> int:
     """MTU of the interface holding ``node_ip`` (else of the default route's)."""
+    from reef.dataplane.netlink import IPRoute
+
     with IPRoute() as ipr:
         index: int | None = None
         if node_ip:
@@ -63,6 +68,8 @@ def enable_forwarding(ifname: str, versions: Sequence[int]) -> None:
 
 
 def interface_index(ifname: str) -> int | None:
+    from reef.dataplane.netlink import IPRoute
+
     with IPRoute() as ipr:
         found: list[int] = ipr.link_lookup(ifname=ifname)
     return found[0] if found else None
@@ -82,6 +89,8 @@ class Device:
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
     async def open(self, override: Any = None) -> BackendChoice:
+        from reef.dataplane.select import open_backend
+
         self._backend, choice = await self._run(open_backend, self.ifname, override)
         self.choice = choice
         return choice

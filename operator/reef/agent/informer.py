@@ -16,10 +16,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes import watch
-
 from reef.api import names
-from reef.kube.client import Kube
+from reef.kube.client import Kube, watch
 
 log = logging.getLogger(__name__)
 

@@ -15,13 +15,11 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from pyroute2 import IPRoute, WireGuard
-from pyroute2.netlink.exceptions import NetlinkError
-
 from reef.dataplane import links
 from reef.dataplane.base import BackendKind, DataplaneError
 from reef.dataplane.diff import PeerPlan, diff_peers
 from reef.dataplane.keys import Key
+from reef.dataplane.netlink import IPRoute, NetlinkError, WireGuard
 from reef.dataplane.spec import DeviceSpec, DeviceState, Endpoint, IPNetwork, PeerSpec, PeerState
 
 # Each allowed IP is ~28 bytes of netlink attributes: 512 stay far below 64 KiB.

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 import subprocess
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ class Key:
         return f"Key({self.base64()[:8]}…)"
 
 
+@functools.lru_cache(maxsize=16)
 def _derive_public(private: bytes) -> bytes:
+    # Cached: the agent compares its device's public key with its own on every apply and
+    # state read, and without ``cryptography`` each derivation forks ``wg pubkey``.
     try:
         from cryptography.hazmat.primitives.asymmetric.x25519 import (
             X25519PrivateKey,

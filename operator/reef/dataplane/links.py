@@ -16,8 +16,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from pyroute2 import IPRoute
-
+from reef.dataplane.netlink import IPRoute
 from reef.dataplane.spec import IPInterface, IPNetwork
 
 # rtnetlink "proto" marking routes reef installed (unassigned in rt_protos).

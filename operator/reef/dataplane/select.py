@@ -15,11 +15,9 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import GenericNetlinkSocket
-
 from reef.dataplane.base import Backend, BackendKind, DataplaneError
 from reef.dataplane.kernel import KernelBackend
+from reef.dataplane.netlink import GenericNetlinkSocket, NetlinkError
 from reef.dataplane.userspace import UserspaceBackend
 
 WG_GENL_FAMILY = "wireguard"

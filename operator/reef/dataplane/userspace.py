@@ -24,11 +24,10 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pyroute2 import IPRoute
-
 from reef.dataplane import links, uapi
 from reef.dataplane.base import BackendKind, DataplaneError
 from reef.dataplane.diff import PeerPlan, diff_peers
+from reef.dataplane.netlink import IPRoute
 from reef.dataplane.spec import DeviceSpec, DeviceState, PeerSpec
 from reef.dataplane.waiting import (
     ProcessExitedError,

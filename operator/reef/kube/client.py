@@ -1,19 +1,41 @@
-"""Configure the official client and run its blocking calls off the event loop."""
+"""Configure the official client and run its blocking calls off the event loop.
+
+The client modules are imported without ``kubernetes/__init__`` (reef.leanimport): that
+file loads every config loader (the kubeconfig one brings requests and OAuth), the
+dynamic client, websocket streams and leader election, none of which an in-cluster agent
+uses. Modules of reef use ``client``, ``watch`` and ``ApiException`` from here.
+"""
 
 import asyncio
 import functools
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
-from kubernetes import client, config
+from typing import TYPE_CHECKING, Any
 
 from reef.api import names
-from reef.kube.writes import CONFLICT, NOT_FOUND, is_status, read_or_none
+from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException, is_status, read_or_none
+from reef.leanimport import import_skipping_package_init
 from reef.settings import KubeSettings
 
-__all__ = ["CONFLICT", "NOT_FOUND", "Kube", "is_status", "load_api_client"]
+if TYPE_CHECKING:
+    from kubernetes import client, watch
+else:
+    client, watch = import_skipping_package_init(
+        ["kubernetes"], ["kubernetes.client", "kubernetes.watch"]
+    )
+
+__all__ = [
+    "CONFLICT",
+    "LEDGER_THREADS",
+    "NOT_FOUND",
+    "ApiException",
+    "Kube",
+    "client",
+    "is_status",
+    "load_api_client",
+    "watch",
+]
 
 #: Threads for ledger ConfigMap calls, apart from the general pool (see below).
 LEDGER_THREADS = 4
@@ -25,15 +47,19 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
     """An ApiClient from the kubeconfig named in settings, or in-cluster credentials."""
     configuration = client.Configuration()
     if settings.kubeconfig is not None:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
+        (kube_config,) = import_skipping_package_init(
+            ["kubernetes", "kubernetes.config"], ["kubernetes.config.kube_config"]
+        )
+        kube_config.load_kube_config(
             config_file=str(settings.kubeconfig),
             context=settings.kube_context,
             client_configuration=configuration,
         )
     else:
-        config.load_incluster_config(  # type: ignore[no-untyped-call]
-            client_configuration=configuration
+        (incluster_config,) = import_skipping_package_init(
+            ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
         )
+        incluster_config.load_incluster_config(client_configuration=configuration)
     # One HTTP connection per worker thread (and the ledger's own threads), so concurrent
     # calls neither queue on the pool nor open and drop TLS connections.
     configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS

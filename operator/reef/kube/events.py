@@ -8,10 +8,8 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from kubernetes import client
-
 from reef.api import names
-from reef.kube.client import Kube
+from reef.kube.client import Kube, client
 from reef.observability.events import EventType, Reason
 
 log = logging.getLogger(__name__)

@@ -14,9 +14,16 @@ it now, or None once it is gone.
 """
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kubernetes.client.exceptions import ApiException
+from reef.leanimport import import_skipping_package_init
+
+if TYPE_CHECKING:
+    from kubernetes.client.exceptions import ApiException
+else:
+    # Without kubernetes/__init__ (see reef.kube.client): the agent imports this first.
+    (_exceptions,) = import_skipping_package_init(["kubernetes"], ["kubernetes.client.exceptions"])
+    ApiException = _exceptions.ApiException
 
 __all__ = [
     "CONFLICT",
