@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reef.agent.peer_planner import PeerPlanner
-from reef.agent.peers import PeerSetPlan, plan_peers
+from reef.agent.peers import PeerSetPlan, endpoint_hostnames, plan_peers
 from reef.api.models import MeshAgent, MeshNetworkSpec, Topology, parse_mesh_agent
 from reef.dataplane import Key
 
@@ -115,6 +115,7 @@ def check_sequence(
         full = plan_peers(me, MY_KEY, members, network, resolved, cluster_prefixes=CLUSTER)
         incremental = planner.plan(me, MY_KEY, network, resolved, cluster_prefixes=CLUSTER)
         assert normalized(incremental) == normalized(full), (version, kind, name, body)
+        assert planner.endpoint_hostnames() == endpoint_hostnames(members)
 
 
 @settings(max_examples=400, deadline=None)

@@ -204,6 +204,7 @@ class PeerPlanner:
     def __init__(self) -> None:
         self._parsed: dict[str, tuple[str, MeshAgent]] = {}  # name -> (resourceVersion, agent)
         self._dirty: set[str] = set()
+        self._hostnames: dict[str, str] = {}  # member -> its endpoint host, when a name
         self._context: _Context | None = None
         self._routes = RoutePolicy()
         self._resolved: Mapping[str, IPAddress | None] = {}
@@ -226,6 +227,7 @@ class PeerPlanner:
     def set_member(self, name: str, body: Body | None) -> None:
         """A member as the informer has it now (None: gone); parsed once per version."""
         if body is None:
+            self._hostnames.pop(name, None)
             if self._parsed.pop(name, None) is not None:
                 self._dirty.add(name)
             return
@@ -233,8 +235,12 @@ class PeerPlanner:
         cached = self._parsed.get(name)
         if cached is not None and version and cached[0] == version:
             return
-        self._parsed[name] = (version, parse_mesh_agent(body))
+        agent = parse_mesh_agent(body)
+        self._parsed[name] = (version, agent)
         self._dirty.add(name)
+        self._hostnames.pop(name, None)
+        for host in endpoint_hostnames((agent,)):
+            self._hostnames[name] = host
 
     def set_members(self, bodies: Mapping[str, Body]) -> None:
         """All members at once (after a list): the missing ones are gone."""
@@ -245,7 +251,7 @@ class PeerPlanner:
 
     def endpoint_hostnames(self) -> set[str]:
         """Endpoint hosts that are names (the caller resolves them before :meth:`plan`)."""
-        return endpoint_hostnames(agent for _, agent in self._parsed.values())
+        return set(self._hostnames.values())
 
     # --- output --------------------------------------------------------------------
 
