@@ -216,6 +216,7 @@ class PeerPlanner:
         self._usable: dict[str, _Member] = {}
         self._specs: dict[str, PeerSpec] = {}  # usable and joining members' peers
         self._names: dict[Key, str] = {}  # usable members by key
+        self._names_copy: dict[Key, str] | None = None  # handed out; None: to copy again
         self._skipped: dict[str, SkippedPeer] = {}
         self._pending: set[str] = set()
         self._joining: dict[str, _Member] = {}
@@ -313,7 +314,9 @@ class PeerPlanner:
         """Re-read the changed members; decide again only when one shares something."""
         collided = False
         changed: list[str] = []
-        for name in self._dirty:
+        dirty = list(self._dirty)
+        keys_before = {n: self._usable[n].key for n in dirty if n in self._usable}
+        for name in dirty:
             old = self._reads.pop(name, None)
             if old is not None:
                 collided |= self._index.shared(name, old.key, old.member)
@@ -343,12 +346,15 @@ class PeerPlanner:
                 self._pending.add(name)
                 if read.early is not None and self._wanted_early(read.early):
                     self._set_joining(read.early)
+        if keys_before != {n: self._usable[n].key for n in dirty if n in self._usable}:
+            self._names_copy = None  # the usable members by key changed
 
     def _decide_everyone(self) -> None:
         """The verdict of every member from the cached reads, in the full plan's order."""
         assert self._me is not None
         assert self._context is not None
         self._usable, self._specs, self._names, self._skipped = {}, {}, {}, {}
+        self._names_copy = None
         self._pending, self._joining = set(), {}
         keys_seen: dict[Key, str] = {self._context.my_key: self._me.name}
         accepted: list[_Member] = []
@@ -453,13 +459,20 @@ class PeerPlanner:
         if not hub_topology or self._me.spec.role is Role.HUB:
             return PeerSetPlan(
                 peers=tuple(self._specs.values()),
-                names=dict(self._names),
+                names=self._names_snapshot(),
                 skipped=skipped,
                 pending=pending,
                 forwarding=hub_topology,
                 refused_routes=refused,
             )
         return self._assemble_spoke(skipped, pending, refused)
+
+    def _names_snapshot(self) -> dict[Key, str]:
+        """The usable members by key, copied only when that set changed (a plan's mapping
+        must not change under its holder; an endpoint change need not copy 5000 entries)."""
+        if self._names_copy is None:
+            self._names_copy = dict(self._names)
+        return self._names_copy
 
     def _assemble_spoke(
         self, skipped: tuple[SkippedPeer, ...], pending: tuple[str, ...], refused: tuple[str, ...]
