@@ -4,10 +4,10 @@ Everything is driven by the two informers (this network's MeshAgents and the
 MeshNetwork itself): each change wakes the loop, which hands the changed members to the
 peer planner (:mod:`reef.agent.peer_planner`: work per change independent of the mesh
 size; nothing when nothing changed, e.g. on a health tick) and writes only the
-difference to the device. Timers exist
-only as backstops: a periodic resync (re-resolve endpoint names, re-apply against a
-device someone may have changed by hand), a health check (handshake ages move
-without any API event) and the flush of a rate-limited status write.
+difference to the device. Timers exist only as backstops: a periodic resync (re-resolve
+endpoint names, re-apply against a device someone may have changed by hand), a health
+check (handshake ages move without any API event) and the flush of a rate-limited
+status write.
 
 Lifecycle: SIGTERM leaves the interface up (traffic keeps flowing through an agent
 upgrade; the next agent adopts it without recreating it). When the node's own
