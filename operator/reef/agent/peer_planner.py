@@ -35,7 +35,7 @@ from reef.agent.peers import (
     PeerSetPlan,
     RoutePolicy,
     SkippedPeer,
-    _Claims,
+    _decide_collisions,
     _Member,
     _order,
     _read_joining,
@@ -375,15 +375,7 @@ class PeerPlanner:
                 if read.early is not None:
                     early.append(read.early)
         mine = self._mine if isinstance(self._mine, _Member) else None
-        if mine is not None:
-            mine.problem = None
-        everyone = sorted([*accepted, *([mine] if mine else [])], key=lambda m: _order(m.agent))
-        claims = _Claims()
-        for member in everyone:
-            claims.claim_addresses(member)
-        for member in everyone:
-            if member.problem is None:
-                claims.claim_extras(member)
+        _decide_collisions([*accepted, *([mine] if mine else [])])
         self._self_problem = mine.problem if mine is not None else None
         for member in accepted:
             if member.problem is not None:

@@ -337,6 +337,20 @@ class _Claims:
         return None
 
 
+def _decide_collisions(members: Iterable[_Member]) -> None:
+    """Set ``problem`` on every member whose allowed IPs collide with an older one's:
+    addresses first (they win over extras), then extras, oldest first (every node
+    orders members the same way, so every node reaches the same verdict)."""
+    everyone = sorted(members, key=lambda m: _order(m.agent))
+    claims = _Claims()
+    for member in everyone:
+        member.problem = None
+        claims.claim_addresses(member)
+    for member in everyone:
+        if member.problem is None:
+            claims.claim_extras(member)
+
+
 def _classify(
     live: Iterable[MeshAgent],
     resolved: Mapping[str, IPAddress | None],
@@ -415,15 +429,7 @@ def plan_peers(
     # Everyone (this node included) is ordered the same way on every node, so every
     # node reaches the same verdict on a collision.
     mine = _read_member(me, resolved, routes)
-    everyone = sorted(
-        [*accepted, *([mine] if isinstance(mine, _Member) else [])], key=lambda m: _order(m.agent)
-    )
-    claims = _Claims()
-    for member in everyone:
-        claims.claim_addresses(member)
-    for member in everyone:
-        if member.problem is None:
-            claims.claim_extras(member)
+    _decide_collisions([*accepted, *([mine] if isinstance(mine, _Member) else [])])
 
     self_problem = mine.problem if isinstance(mine, _Member) else None
     for member in accepted:
