@@ -1,11 +1,13 @@
 """The agent loop: register, wait for the permanent address, configure, follow the mesh.
 
 Everything is driven by the two informers (this network's MeshAgents and the
-MeshNetwork itself): each change wakes the loop, which recomputes the desired peer
-set (a pure function) and writes only the difference to the device. Timers exist
-only as backstops: a periodic resync (re-resolve endpoint names, re-apply against a
-device someone may have changed by hand), a health check (handshake ages move
-without any API event) and the flush of a rate-limited status write.
+MeshNetwork itself): each change wakes the loop, which hands the changed members to the
+peer planner (:mod:`reef.agent.peer_planner`: work per change independent of the mesh
+size; nothing when nothing changed, e.g. on a health tick) and writes only the
+difference to the device. Timers exist only as backstops: a periodic resync (re-resolve
+endpoint names, re-apply against a device someone may have changed by hand), a health
+check (handshake ages move without any API event) and the flush of a rate-limited
+status write.
 
 Lifecycle: SIGTERM leaves the interface up (traffic keeps flowing through an agent
 upgrade; the next agent adopts it without recreating it). When the node's own
@@ -26,13 +28,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from reef.agent import peers as peer_planning
 from reef.agent import ports, registration
 from reef.agent.device import WIREGUARD_OVERHEAD, Device
 from reef.agent.endpoint import EndpointChoice, choose_endpoint
 from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
 from reef.agent.informer import Informer
 from reef.agent.keys import KeyFileError, load_or_create_key
+from reef.agent.peer_planner import PeerPlanner
 from reef.agent.peers import PeerSetPlan, SkippedPeer
 from reef.agent.status import StatusReporter
 from reef.api import names
@@ -98,6 +100,10 @@ class Agent:
         self._device_key: tuple[Any, ...] | None = None
         self._applied_peers: tuple[PeerSpec, ...] | None = None
         self._plan = PeerSetPlan()
+        self._planner = PeerPlanner()
+        self._handshake_ages = metrics.OldestHandshakes(
+            metrics.AGENT_HANDSHAKE_AGE, metrics.AGENT_HANDSHAKE_AGE_MAX
+        )
         self._configure_error: str | None = None
         self._configure_reason = "ConfigurationFailed"
         self._reported_skips: dict[str, str] = {}
@@ -402,13 +408,13 @@ class Agent:
         if self._retry_at is not None and time.monotonic() < self._retry_at and not force:
             return
         self._retry_at = None
-        members = [parse_mesh_agent(b) for b in self._members()]
-        await self._resolve(peer_planning.endpoint_hostnames(members))
+        self._feed_planner()
+        await self._resolve(self._planner.endpoint_hostnames())
         assert self._key is not None
-        plan = peer_planning.plan_peers(
+        # The previous plan when nothing relevant changed (a health tick, our own report).
+        plan = self._planner.plan(
             me,
             self._key.public_key(),
-            members,
             network.spec,
             self._resolved,
             cluster_prefixes=network.cluster_networks,
@@ -449,9 +455,15 @@ class Agent:
                 ports.wireguard_port_message(self.settings.node_name, self.settings.network, port)
             )
 
-    def _members(self) -> list[Body]:
+    def _feed_planner(self) -> None:
+        """Hand the planner the members changed since the last sync (all after a list)."""
         assert self._agents is not None
-        return list(self._agents.objects.values())
+        changes = self._agents.take_changes()
+        if changes is None:
+            self._planner.set_members(self._agents.objects)
+            return
+        for name in changes:
+            self._planner.set_member(name, self._agents.objects.get(name))
 
     async def _resolve(self, hostnames: set[str]) -> None:
         """Resolve endpoint names not resolved since the last resync (I/O, so not in planning)."""
@@ -598,12 +610,12 @@ class Agent:
                 network.spec.persistent_keepalive if network is not None else 0,
             )
             total = len(plan.names)
+            ages = {}
             for key, name in plan.names.items():
                 peer = state.peers.get(key)
                 if peer is not None and peer.last_handshake is not None:
-                    metrics.AGENT_HANDSHAKE_AGE.labels(name).set(
-                        (now - peer.last_handshake).total_seconds()
-                    )
+                    ages[name] = (now - peer.last_handshake).total_seconds()
+            self._handshake_ages.update(ages)
         metrics.AGENT_PEERS.set(total)
         metrics.AGENT_PEERS_HEALTHY.set(healthy)
         allocated_condition = me.condition(ALLOCATED)

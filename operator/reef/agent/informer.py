@@ -59,6 +59,8 @@ class Informer:
             self._list_args = (names.GROUP, names.VERSION, plural)
         self.objects: dict[str, Body] = {}
         self.synced = asyncio.Event()
+        #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).
+        self._changes: set[str] | None = None
         self._kube = kube
         self._plural = plural
         self._selector = field_selector
@@ -78,8 +80,17 @@ class Informer:
 
     # --- loop side -------------------------------------------------------------
 
+    def take_changes(self) -> set[str] | None:
+        """Names of the objects changed since the last call (each one's current state is
+        in :attr:`objects`, gone when deleted); None when everything may have changed
+        (first call, or the cache was listed again). Lets a consumer do work
+        proportional to what changed instead of re-reading every object."""
+        changes, self._changes = self._changes, set()
+        return changes
+
     def _replace(self, objects: dict[str, Body]) -> None:
         self.objects = objects
+        self._changes = None
         self.synced.set()
         self._on_change()
 
@@ -97,6 +108,8 @@ class Informer:
             and self._relevant(old) == self._relevant(body)
         ):
             return
+        if self._changes is not None:
+            self._changes.add(name)
         self._on_change()
 
     # --- thread side ------------------------------------------------------------

@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import bisect
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -129,8 +129,10 @@ def _endpoint(text: str, resolved: Mapping[str, IPAddress | None]) -> Endpoint |
     if not text:
         return None  # a NATed member: it reaches us, its keepalives keep the path open
     host, port = split_endpoint(text)
-    if _is_ip_literal(host):
-        return Endpoint.parse(text)
+    try:  # an IP literal (parsed once: at 5000 members address parsing dominates a plan)
+        return Endpoint(ipaddress.ip_address(host.partition("%")[0]), port)
+    except ValueError:
+        pass
     address = resolved.get(host.lower())
     if address is None:
         raise ValueError(f"endpoint host {host!r} does not resolve")
@@ -138,8 +140,10 @@ def _endpoint(text: str, resolved: Mapping[str, IPAddress | None]) -> Endpoint |
 
 
 def _host_network(text: str) -> IPNetwork:
-    address = ipaddress.ip_address(text)
-    return ipaddress.ip_network(f"{address}/{address.max_prefixlen}")
+    """An address as its host route; ValueError for anything but a bare address."""
+    if "/" in text:
+        raise ValueError(f"{text!r} is not an address")
+    return ipaddress.ip_network(text)  # a bare address is its own /32 or /128
 
 
 def _read_member(
@@ -246,16 +250,34 @@ def _order(agent: MeshAgent) -> tuple[datetime, str]:
     return (agent.metadata.creation_timestamp or _FAR_FUTURE, agent.name)
 
 
+def cidr_span(net: IPNetwork) -> tuple[int, int, int]:
+    """(version, first address, last address) of ``net`` as integers."""
+    return net.version, int(net.network_address), int(net.broadcast_address)
+
+
+def supernet_keys(net: IPNetwork) -> Iterator[tuple[int, int, int]]:
+    """(version, first address, prefix length) of ``net`` and of every network holding it:
+    at most 33 (IPv4) or 129 (IPv6) keys, so "is it inside a known prefix" is that many
+    dictionary lookups, whatever the number of prefixes known."""
+    start, bits = int(net.network_address), net.max_prefixlen
+    for length in range(net.prefixlen + 1):
+        mask = ((1 << length) - 1) << (bits - length)
+        yield net.version, start & mask, length
+
+
 class _Claims:
-    """Who holds which allowed IPs. Addresses are host routes, so address against
-    address is a dictionary lookup and extra against address a binary search: a plan
-    costs O(n log n) in the mesh size, not a comparison of every pair (at 5000 members
-    that pairwise scan took 15 s of CPU per plan on every node)."""
+    """Who holds which allowed IPs, so a plan costs O(n log n) in the mesh size, not a
+    comparison of every pair (at 5000 members that pairwise scan took 15 s of CPU per
+    plan on every node). Addresses are host routes: address against address is a
+    dictionary lookup, extra against address a binary search. CIDR prefixes either nest
+    or are disjoint, so an extra overlaps a claimed extra when that one holds it (one
+    lookup per prefix length) or starts inside it (a binary search)."""
 
     def __init__(self) -> None:
         self._hosts: dict[IPNetwork, str] = {}
         self._sorted: dict[int, list[tuple[int, str]]] = {}
-        self._extras: list[tuple[IPNetwork, str]] = []
+        self._extras: dict[tuple[int, int, int], tuple[IPNetwork, str]] = {}
+        self._extra_starts: dict[int, list[tuple[int, int, str, IPNetwork]]] = {4: [], 6: []}
 
     def claim_addresses(self, member: _Member) -> None:
         """Claim the member's addresses unless another member holds one already."""
@@ -279,18 +301,29 @@ class _Claims:
                 )
         name = member.agent.name
         for net in member.extras:
-            held = self._address_in(net, name) or next(
-                (
-                    (other, owner)
-                    for other, owner in self._extras
-                    if owner != name and other.version == net.version and other.overlaps(net)
-                ),
-                None,
-            )
+            held = self._address_in(net, name) or self._extra_overlapping(net, name)
             if held is not None:
                 member.problem = f"extraAllowedIPs {net} overlaps {held[0]} of {held[1]}"
                 return
-        self._extras.extend((net, name) for net in member.extras)
+        for net in member.extras:
+            version, first, _ = cidr_span(net)
+            self._extras.setdefault((version, first, net.prefixlen), (net, name))
+            bisect.insort(self._extra_starts[version], (first, net.prefixlen, name, net))
+
+    def _extra_overlapping(self, net: IPNetwork, name: str) -> tuple[IPNetwork, str] | None:
+        for key in supernet_keys(net):
+            held = self._extras.get(key)
+            if held is not None and held[1] != name:
+                return held
+        version, first, last = cidr_span(net)
+        starts = self._extra_starts[version]
+        index = bisect.bisect_left(starts, (first,))
+        while index < len(starts) and starts[index][0] <= last:
+            _, _, owner, other = starts[index]
+            if owner != name:
+                return other, owner
+            index += 1
+        return None
 
     def _address_in(self, net: IPNetwork, name: str) -> tuple[IPNetwork, str] | None:
         hosts = self._sorted[net.version]
@@ -302,6 +335,20 @@ class _Claims:
                 return ipaddress.ip_network((address, net.max_prefixlen)), owner
             index += 1
         return None
+
+
+def _decide_collisions(members: Iterable[_Member]) -> None:
+    """Set ``problem`` on every member whose allowed IPs collide with an older one's:
+    addresses first (they win over extras), then extras, oldest first (every node
+    orders members the same way, so every node reaches the same verdict)."""
+    everyone = sorted(members, key=lambda m: _order(m.agent))
+    claims = _Claims()
+    for member in everyone:
+        member.problem = None
+        claims.claim_addresses(member)
+    for member in everyone:
+        if member.problem is None:
+            claims.claim_extras(member)
 
 
 def _classify(
@@ -382,15 +429,7 @@ def plan_peers(
     # Everyone (this node included) is ordered the same way on every node, so every
     # node reaches the same verdict on a collision.
     mine = _read_member(me, resolved, routes)
-    everyone = sorted(
-        [*accepted, *([mine] if isinstance(mine, _Member) else [])], key=lambda m: _order(m.agent)
-    )
-    claims = _Claims()
-    for member in everyone:
-        claims.claim_addresses(member)
-    for member in everyone:
-        if member.problem is None:
-            claims.claim_extras(member)
+    _decide_collisions([*accepted, *([mine] if isinstance(mine, _Member) else [])])
 
     self_problem = mine.problem if isinstance(mine, _Member) else None
     for member in accepted:

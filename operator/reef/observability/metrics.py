@@ -1,7 +1,8 @@
 """Prometheus metrics of both processes; names follow the ``reef_<component>_`` convention."""
 
+import heapq
 import platform
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
@@ -66,8 +67,16 @@ AGENT_PEERS = Gauge("reef_agent_peers", "WireGuard peers configured on this node
 AGENT_PEERS_HEALTHY = Gauge(
     "reef_agent_peers_healthy", "Peers with a handshake in the last 180 seconds."
 )
+#: Per peer, but only for the few oldest (:class:`OldestHandshakes`): one series per peer
+#: would be N per node and N² per cluster, and peers that left would linger.
 AGENT_HANDSHAKE_AGE = Gauge(
-    "reef_agent_peer_handshake_age_seconds", "Seconds since the last handshake, per peer.", ["peer"]
+    "reef_agent_peer_handshake_age_seconds",
+    "Seconds since the last handshake, for this node's oldest handshakes only (at most 10 peers).",
+    ["peer"],
+)
+AGENT_HANDSHAKE_AGE_MAX = Gauge(
+    "reef_agent_peer_handshake_age_max_seconds",
+    "Seconds since the last handshake of the peer heard from longest ago (0: none yet).",
 )
 AGENT_SYNC_DURATION = Histogram(
     "reef_agent_sync_duration_seconds",
@@ -97,3 +106,26 @@ def serve_metrics(port: int, address: str = "0.0.0.0") -> None:
     """Expose /metrics on ``port`` (0 leaves it off, e.g. in tests that run many processes)."""
     if port:
         start_http_server(port, addr=address)
+
+
+class OldestHandshakes:
+    """Handshake ages as a bounded set of series: the ``limit`` oldest by peer name (the
+    ones an admin looks for) and the maximum. A peer that leaves that set — or the mesh —
+    has its series removed, so a process never exports more than ``limit`` of them."""
+
+    def __init__(self, by_peer: Gauge, oldest: Gauge, limit: int = 10) -> None:
+        self._by_peer = by_peer
+        self._oldest = oldest
+        self._limit = limit
+        self._exported: set[str] = set()
+
+    def update(self, ages: Mapping[str, float]) -> None:
+        """The current age (seconds) of every peer with a handshake, by name."""
+        top = heapq.nlargest(self._limit, ages.items(), key=lambda item: item[1])
+        keep = {name for name, _ in top}
+        for name in self._exported - keep:
+            self._by_peer.remove(name)
+        for name, age in top:
+            self._by_peer.labels(name).set(age)
+        self._exported = keep
+        self._oldest.set(top[0][1] if top else 0)
