@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from reef.dataplane import DeviceState, Endpoint, InvalidKeyError, Key, PeerPlan, PeerSpec
 from reef.dataplane.diff import PeerUpdate
-from reef.dataplane.keys import _derive_public_with_wg
 from reef.dataplane.spec import PeerState
 from reef.dataplane.uapi import (
     UapiError,
@@ -53,6 +52,10 @@ def test_malformed_keys_are_rejected(text: str) -> None:
         Key.parse(text)
 
 
+RFC7748_PRIVATE_HEX = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a"
+RFC7748_PUBLIC_HEX = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a"
+
+
 def test_generated_private_key_is_clamped_and_derives_the_same_public_key_as_wg() -> None:
     private = Key.generate()
     assert private.raw[0] & 7 == 0
@@ -64,7 +67,12 @@ def test_generated_private_key_is_clamped_and_derives_the_same_public_key_as_wg(
         ["wg", "pubkey"], input=private.base64(), capture_output=True, text=True, check=True
     ).stdout.strip()
     assert private.public_key().base64() == expected
-    assert _derive_public_with_wg(private.raw) == private.public_key().raw
+
+
+def test_the_public_key_is_derived_as_rfc_7748_specifies() -> None:
+    # RFC 7748 section 6.1, Alice's key pair: the known answer, with or without `wg`.
+    private = Key.from_hex(RFC7748_PRIVATE_HEX)
+    assert private.public_key() == Key.from_hex(RFC7748_PUBLIC_HEX)
 
 
 def test_repr_never_shows_a_whole_key() -> None:

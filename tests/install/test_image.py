@@ -82,6 +82,28 @@ def test_image_holds_the_wireguard_tools_and_every_entry_points_imports(image: s
     assert "wireguard-go" in result.stdout
 
 
+RFC7748_PRIVATE = "dwdtCnMYpX08FsFyUbJmRd9ML4frwJkqsXf7pR25LCo="
+RFC7748_PUBLIC = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
+"""RFC 7748 section 6.1 (Alice's X25519 key pair), base64 as WireGuard writes keys."""
+
+
+def test_image_derives_a_public_key_in_process_without_wg_on_path(image: str) -> None:
+    """The image's venv ships cryptography: no derivation needs the `wg` binary."""
+    script = (
+        "import shutil; from reef.dataplane.keys import Key; "
+        "assert shutil.which('wg') is None, shutil.which('wg'); "
+        f"print(Key.from_base64({RFC7748_PRIVATE!r}).public_key())"
+    )
+    result = run_in_image(
+        "-c",
+        script,
+        image=image,
+        options=["--entrypoint", "/opt/reef/bin/python", "--env", "PATH=/opt/reef/bin"],
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == RFC7748_PUBLIC
+
+
 @pytest.mark.netns
 def test_image_creates_a_userspace_wireguard_interface_inside_a_node_namespace(
     image: str,

@@ -52,7 +52,7 @@ class Informer:
         #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
         self._optional = optional
         if plural == "nodes":
-            self._list_call: Callable[..., Any] = kube.core.list_node
+            self._list_call: Callable[..., Any] = kube.list_node_raw
             self._list_args: tuple[str, ...] = ()
         else:
             self._list_call = kube.custom.list_cluster_custom_object

@@ -6,10 +6,9 @@ fails silently as "unknown peer", so every key in reef is a :class:`Key` and the
 encoding is chosen only at the edge that needs it.
 
 Key generation follows the X25519 rules WireGuard uses (RFC 7748 clamping). The
-public key is derived with the ``cryptography`` package when it is installed and
-with ``wg pubkey`` otherwise (wireguard-tools is a dependency of the dataplane
-anyway); the private key never leaves this process except through stdin of
-that ``wg`` child.
+public key is derived in this process with the ``cryptography`` package (a declared
+dependency, so the image takes the same path as the tests); the private key never
+leaves the process.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import base64
 import binascii
 import functools
 import os
-import subprocess
 from dataclasses import dataclass
 from typing import Self
 
@@ -91,22 +89,9 @@ class Key:
 
 @functools.lru_cache(maxsize=16)
 def _derive_public(private: bytes) -> bytes:
-    # Cached: the agent compares its device's public key with its own on every apply and
-    # state read, and without ``cryptography`` each derivation forks ``wg pubkey``.
-    try:
-        from cryptography.hazmat.primitives.asymmetric.x25519 import (
-            X25519PrivateKey,
-        )
-    except ImportError:
-        return _derive_public_with_wg(private)
+    # Imported here: only the first derivation pays for loading cryptography (and its
+    # OpenSSL), not every process that merely parses keys. Cached: the agent compares
+    # its device's public key with its own on every apply and state read.
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
-
-
-def _derive_public_with_wg(private: bytes) -> bytes:
-    result = subprocess.run(
-        ["wg", "pubkey"],
-        input=base64.b64encode(private) + b"\n",
-        capture_output=True,
-        check=True,
-    )
-    return base64.b64decode(result.stdout.strip())

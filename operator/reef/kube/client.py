@@ -9,7 +9,7 @@ uses. Modules of reef use ``client``, ``watch`` and ``ApiException`` from here.
 import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +42,16 @@ LEDGER_THREADS = 4
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
+#: Query options of the raw calls, as the generated APIs name them, to the API's names.
+_QUERY_NAMES = {
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "field_selector": "fieldSelector",
+    "label_selector": "labelSelector",
+    "resource_version": "resourceVersion",
+    "timeout_seconds": "timeoutSeconds",
+    "watch": "watch",
+}
+
 
 def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
     """An ApiClient from the kubeconfig named in settings, or in-cluster credentials."""
@@ -71,12 +81,70 @@ class Kube:
 
     def __init__(self, api_client: Any, workers: int = 16) -> None:
         self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._ledger_executor = ThreadPoolExecutor(
             max_workers=LEDGER_THREADS, thread_name_prefix="ledger"
         )
+
+    @functools.cached_property
+    def core(self) -> Any:
+        """The generated core API, built on first use (the operator's ConfigMaps, the CLI).
+
+        Its module holds every core operation with its pydantic signature (~0.8 s and
+        ~21 MiB to import, docs/benchmarks.md), so the agent never asks for it: its two
+        core calls (its Node, Events) go through :meth:`request`.
+        """
+        return client.CoreV1Api(self.api_client)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        """One blocking API call through the generic ApiClient, JSON in and out.
+
+        Returns the urllib3 response unread (``.data`` is the JSON body, ``.stream()``
+        a watch's lines); a status other than 2xx raises ApiException like the
+        generated APIs do. ``query`` takes their option names (``field_selector``).
+        """
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        query_params = [
+            (_QUERY_NAMES[option], value)
+            for option, value in (query or {}).items()
+            if value is not None
+        ]
+        serialized = self.api_client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query_params,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self.api_client.call_api(*serialized)
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def request_json(self, method: str, path: str, body: Any = None) -> Any:
+        """:meth:`request`, its response read (which frees the connection) and parsed."""
+        return json.loads(self.request(method, path, body=body).data)
+
+    def list_node_raw(self, **options: Any) -> Any:
+        """GET /api/v1/nodes (``watch=True``: the watch) with the options of ``list_node``.
+
+        Made to be handed to ``watch.Watch().stream``: no return annotation or docstring
+        return type, so the stream leaves every object as plain JSON.
+        """
+        options.pop("_preload_content", None)  # always unread: the caller parses JSON
+        return self.request("GET", "/api/v1/nodes", options)
 
     async def call(self, function: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -249,7 +317,7 @@ class Kube:
         return list(json.loads(response.data).get("items") or [])
 
     async def list_nodes(self) -> list[dict[str, Any]]:
-        return await self.list_plain(self.core.list_node)
+        return await self.list_plain(self.list_node_raw)
 
     async def list_service_cidrs(self) -> list[dict[str, Any]]:
         return await self.list_plain(

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from reef.api import names
-from reef.kube.client import Kube, client
+from reef.kube.client import Kube
 from reef.observability.events import EventType, Reason
 
 log = logging.getLogger(__name__)
@@ -27,28 +27,33 @@ class EventRecorder:
     ) -> None:
         """Post one Event; a failure is logged, never raised (Events are best effort)."""
         metadata = obj.get("metadata", {})
-        now = datetime.now(UTC)
-        event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(
-                generate_name=f"{metadata.get('name', 'reef')}.", namespace=EVENT_NAMESPACE
-            ),
-            involved_object=client.V1ObjectReference(
-                api_version=names.API_VERSION,
-                kind=obj.get("kind"),
-                name=metadata.get("name"),
-                uid=metadata.get("uid"),
-                resource_version=metadata.get("resourceVersion"),
-            ),
-            reason=str(reason),
-            message=message[:1024],
-            type=str(event_type),
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            source=client.V1EventSource(component=self._component),
-            reporting_component=f"{names.GROUP}/{self._component}",
-            reporting_instance=self._component,
-        )
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # Plain JSON, posted through the generic client: the agent never loads the core
+        # API's module nor its model classes (see Kube.core).
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "generateName": f"{metadata.get('name', 'reef')}.",
+                "namespace": EVENT_NAMESPACE,
+            },
+            "involvedObject": {
+                "apiVersion": names.API_VERSION,
+                "kind": obj.get("kind"),
+                "name": metadata.get("name"),
+                "uid": metadata.get("uid"),
+                "resourceVersion": metadata.get("resourceVersion"),
+            },
+            "reason": str(reason),
+            "message": message[:1024],
+            "type": str(event_type),
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+            "source": {"component": self._component},
+            "reportingComponent": f"{names.GROUP}/{self._component}",
+            "reportingInstance": self._component,
+        }
         log_method = log.warning if event_type is EventType.WARNING else log.info
         log_method(
             "%s %s: %s",
@@ -58,6 +63,7 @@ class EventRecorder:
             extra={"reason": str(reason), "object": metadata.get("name")},
         )
         try:
-            await self._kube.call(self._kube.core.create_namespaced_event, EVENT_NAMESPACE, event)
+            path = f"/api/v1/namespaces/{EVENT_NAMESPACE}/events"
+            await self._kube.call(self._kube.request_json, "POST", path, event)
         except Exception:
             log.exception("could not post Event %s for %s", reason, metadata.get("name"))
