@@ -12,12 +12,30 @@ from datetime import datetime
 from pathlib import Path
 
 import kubernetes.config
+import yaml
 
+from reef.settings import AgentSettings
 from tests.agent.bed import AgentBed, agent_bed
 from tests.support.mesh import CRDS, MeshApi
 from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
 from tests.testbed.binaries import binary, ensure_binaries
 from tests.testbed.controlplane import LocalControlPlane
+
+CHART_VALUES = Path(__file__).resolve().parent.parent / "charts" / "reef" / "values.yaml"
+
+
+def chart_timers() -> dict[str, str]:
+    """The agent's timers as the chart sets them (the test bed checks health and may
+    report status every second, to keep tests short), as REEF_* variables."""
+    values = yaml.safe_load(CHART_VALUES.read_text())["agent"]
+    return {
+        # the chart leaves the health check at the agent's default
+        "REEF_HEALTH_CHECK_SECONDS": str(
+            AgentSettings.model_fields["health_check_seconds"].default
+        ),
+        "REEF_STATUS_MIN_INTERVAL_SECONDS": str(values["statusMinIntervalSeconds"]),
+        "REEF_RESYNC_SECONDS": str(values["resyncSeconds"]),
+    }
 
 
 def percentile(values: Sequence[float], share: float) -> float:

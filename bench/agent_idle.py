@@ -17,13 +17,9 @@ import statistics
 import time
 from pathlib import Path
 
-import yaml
-
-from bench.agent_common import bench_bed, print_command
-from reef.settings import AgentSettings
+from bench.agent_common import bench_bed, chart_timers, print_command
 
 TICKS = os.sysconf("SC_CLK_TCK")
-CHART_VALUES = Path(__file__).resolve().parent.parent / "charts" / "reef" / "values.yaml"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -58,18 +54,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--settle", type=float, default=15.0)
     arguments = parser.parse_args()
-    values = yaml.safe_load(CHART_VALUES.read_text())["agent"]
-    chart_timers = {
-        # the chart leaves the health check at the agent's default
-        "REEF_HEALTH_CHECK_SECONDS": str(
-            AgentSettings.model_fields["health_check_seconds"].default
-        ),
-        "REEF_STATUS_MIN_INTERVAL_SECONDS": str(values["statusMinIntervalSeconds"]),
-        "REEF_RESYNC_SECONDS": str(values["resyncSeconds"]),
-    }
+    timers = chart_timers()
     names = [f"n{i}" for i in range(arguments.nodes)]
     with bench_bed(names) as bed:
-        agents = {name: bed.start(name, **chart_timers) for name in names}
+        agents = {name: bed.start(name, **timers) for name in names}
         for agent in agents.values():
             agent.phase("configured", timeout=120)
         # every node has every other as a peer before the window starts
@@ -95,7 +83,7 @@ def main() -> int:
                 f" with wireguard-go {rows[-1][4]:.3f} % ({len(ps) - 1} child process)"
             )
     print_command("bench.agent_idle")
-    print(f"nodes: {arguments.nodes}, window {wall:.0f} s, timers {chart_timers}")
+    print(f"nodes: {arguments.nodes}, window {wall:.0f} s, timers {timers}")
     print(
         f"RSS agent + wireguard-go: median {statistics.median(r[1] + r[2] for r in rows):.1f} MiB,"
         f" max {max(r[1] + r[2] for r in rows):.1f} MiB"

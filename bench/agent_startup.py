@@ -4,7 +4,9 @@ A peer node runs first; then, one run at a time, a fresh node's agent is started
 each step is timed from its JSON log (wall clock) and from ``ping -D`` in the node,
 which pings the peer's mesh address the moment the interface is up — every 50 ms until
 the first reply (at most 5 s), so a lost first packet shows as the time it really cost,
-not as a 5 s ping timeout; the requests lost before it are counted. Run::
+not as a 5 s ping timeout; the requests lost before it are counted. The agents run with
+the chart's timers (``--test-timers``: the test bed's, which report status every second
+and so make every join cost every agent more work than in a cluster). Run::
 
     python -m bench.agent_startup --runs 5
 """
@@ -15,7 +17,7 @@ import argparse
 import re
 import statistics
 
-from bench.agent_common import bench_bed, percentile, print_command, record_time
+from bench.agent_common import bench_bed, chart_timers, percentile, print_command, record_time
 from tests.support.mesh import MeshApi, addresses
 
 STEPS = ("registered", "address", "configured", "first ping")
@@ -24,7 +26,13 @@ STEPS = ("registered", "address", "configured", "first ping")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument(
+        "--test-timers",
+        action="store_true",
+        help="the test bed's 1 s health checks and status interval instead of the chart's",
+    )
     arguments = parser.parse_args()
+    timers = {} if arguments.test_timers else chart_timers()
     names = ["peer", *(f"n{i}" for i in range(arguments.runs))]
     samples: dict[str, list[float]] = {step: [] for step in (*STEPS, "address->ping")}
     lost: list[int] = []
@@ -32,10 +40,10 @@ def main() -> int:
         import kubernetes.config
 
         mesh = MeshApi(kubernetes.config.new_client_from_config(config_file=str(bed.kubeconfig)))
-        bed.start("peer").phase("configured", timeout=120)
+        bed.start("peer", **timers).phase("configured", timeout=120)
         peer_address = addresses(mesh.get_agent(bed.node_name("peer")))[0]
         for name in names[1:]:
-            agent = bed.start(name)
+            agent = bed.start(name, **timers)
             start = agent.started_at
             marks = {}
             for phase in ("registered", "address", "configured"):
@@ -65,7 +73,7 @@ def main() -> int:
                 f" requests lost before the first reply: {lost[-1]}"
             )
     print_command("bench.agent_startup")
-    print(f"runs: {arguments.runs}")
+    print(f"runs: {arguments.runs}, timers: {timers or 'the test bed defaults'}")
     print(f"requests lost before the first reply: {sum(lost)} in all, max {max(lost)} in a run")
     for step, values in samples.items():
         print(

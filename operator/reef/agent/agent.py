@@ -113,6 +113,7 @@ class Agent:
         self._next_health = 0.0
         self._retry_at: float | None = None
         self._mtu_default: int | None = None
+        self._prepared_port: int | None = None
         self._started = time.monotonic()
         self._agents: Informer | None = None
         self._networks: Informer | None = None
@@ -397,6 +398,10 @@ class Agent:
         await self._report_endpoint_problem(body, network)
         me = parse_mesh_agent(body)
         if not me.status.addresses:
+            try:
+                await self._prepare_device(network)
+            except ports.PortInUseError as error:
+                await self._exit_port_in_use(body, me, str(error))
             return
         if not self._configured and not self._address_seen:
             self._address_seen = True
@@ -427,6 +432,7 @@ class Agent:
         except ports.PortInUseError as error:
             await self._exit_port_in_use(body, me, str(error))
         except (DataplaneError, OSError, ValueError) as error:
+            self._prepared_port = None  # the retry checks the port again
             self._configure_error = f"{type(error).__name__}: {error}"
             log.error("configuring %s failed: %s", self.settings.interface, error)
             self._retry_at = time.monotonic() + RETRY_SECONDS
@@ -434,6 +440,20 @@ class Agent:
         await self._report_skips(body, plan.skipped)
         await self._report_refused_routes(body, plan.refused_routes)
         await self._report(body, me)
+
+    async def _prepare_device(self, network: MeshNetwork) -> None:
+        """While the operator allocates, what configuring needs besides the address: the
+        listen port checked and the MTU read (each a netlink round). The interface itself
+        waits for the address: it is created with it, in one step (DESIGN §4)."""
+        port = network.spec.listen_port
+        if self._configured or self._prepared_port == port:
+            return
+        self._prepared_port = port
+        await self._check_listen_port(port)  # PortInUseError: handled as when configuring
+        if network.spec.mtu is None and self._mtu_default is None:
+            self._mtu_default = (
+                await self.device.underlay_mtu(self.settings.node_ip) - WIREGUARD_OVERHEAD
+            )
 
     async def _exit_port_in_use(self, body: Body, me: MeshAgent, message: str) -> None:
         """Say it everywhere an admin looks (condition, Event, log, termination message), exit."""
@@ -497,7 +517,10 @@ class Agent:
         )
         device_key = (spec.listen_port, addresses, mtu, plan.forwarding)
         if not self._configured or device_key != self._device_key or force:
-            if not self._configured or device_key[0] != (self._device_key or (0,))[0]:
+            port_changed = device_key[0] != (self._device_key or (0,))[0]
+            # The first configuration follows the wait for the address, which checked it.
+            checked = not self._configured and self._prepared_port == spec.listen_port
+            if port_changed and not checked:
                 await self._check_listen_port(spec.listen_port)
             versions = sorted({a.version for a in addresses}) if plan.forwarding else []
             await self.device.ensure(
@@ -554,6 +577,7 @@ class Agent:
             return
         await self.device.remove()
         self._configured = False
+        self._prepared_port = None
         self._address_seen = False
         self._device_key = None
         self._applied_peers = None
