@@ -60,12 +60,13 @@ def reachability(reports: Iterable[MemberReport]) -> Reachability:
         for name in report.unreachable:
             counts[name] = counts.get(name, 0) + 1
     isolated = sorted(r.name for r in reports if r.reporting and r.isolated)
+    observer_names = {r.name for r in observers}
     members = [
         {
             "name": name,
             "unreachableFrom": count,
             # Everyone who reports, but the member itself.
-            "observers": len(observers) - (1 if any(r.name == name for r in observers) else 0),
+            "observers": len(observers) - (name in observer_names),
         }
         for name, count in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
     ]
