@@ -8,6 +8,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,23 @@ def test_metrics_are_served_beside_the_probes(server: ProbeServer) -> None:
     assert code == 200
     assert "reef_agent_peers 3.0" in body
     assert _get(server.port, "/nothing")[0] == 404
+
+
+def _switches(thread_id: int) -> int:
+    """Times the thread went to sleep (Linux): a thread blocked in select stays put."""
+    status = Path(f"/proc/self/task/{thread_id}/status").read_text()
+    return next(
+        int(line.split()[1])
+        for line in status.splitlines()
+        if line.startswith("voluntary_ctxt_switches:")
+    )
+
+
+def test_an_idle_server_does_not_wake_up(server: ProbeServer) -> None:
+    # serve_forever's 0.5 s poll would wake it ~4 times in this window (issue 15: idle CPU)
+    thread = next(t for t in threading.enumerate() if t.name == "reef-http")
+    assert thread.native_id is not None
+    before = _switches(thread.native_id)
+    threading.Event().wait(2.0)  # a window in which nothing may happen, not a wait for an event
+    assert _switches(thread.native_id) - before <= 1
+    assert _get(server.port, "/readyz")[0] == 503  # and it still answers

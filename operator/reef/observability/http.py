@@ -14,6 +14,8 @@ It runs on its own daemon thread, so a probe never waits for the loop's own work
 from __future__ import annotations
 
 import asyncio
+import selectors
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,6 +47,8 @@ class ProbeServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._readiness: Readiness = lambda: (False, "starting")
         self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._wake: tuple[socket.socket, socket.socket] | None = None
 
     def attach(self, loop: asyncio.AbstractEventLoop, readiness: Readiness) -> None:
         """Probe this event loop and ask ``readiness`` (called once the loop runs)."""
@@ -96,9 +100,36 @@ class ProbeServer:
 
         self._server = ThreadingHTTPServer((self.address, self.port), Handler)
         self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="reef-http", daemon=True).start()
+        self._wake = socket.socketpair()
+        self._thread = threading.Thread(
+            target=_serve, args=(self._server, self._wake[0]), name="reef-http", daemon=True
+        )
+        self._thread.start()
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        if self._server is None:
+            return
+        assert self._wake is not None
+        assert self._thread is not None
+        self._wake[1].send(b"x")
+        self._thread.join()
+        self._server.server_close()
+        for end in self._wake:
+            end.close()
+        self._server = None
+
+
+def _serve(server: ThreadingHTTPServer, wake: socket.socket) -> None:
+    """Answer requests until ``wake`` is readable, sleeping in select without a timeout.
+
+    ``serve_forever`` polls every 0.5 s for its shutdown flag: two wake-ups a second of an
+    otherwise idle agent, ≈ 0.25 % of a core on the benchmark machine (docs/benchmarks.md).
+    """
+    with selectors.DefaultSelector() as selector:
+        selector.register(server, selectors.EVENT_READ)
+        selector.register(wake, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is wake:
+                    return
+                server.handle_request()  # the socket is readable: accepts without waiting
