@@ -38,6 +38,20 @@ def chart_timers() -> dict[str, str]:
     }
 
 
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (wireguard-go runs in its own session, still our child)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def percentile(values: Sequence[float], share: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]

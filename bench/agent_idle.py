@@ -17,7 +17,7 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.agent_common import bench_bed, chart_timers, print_command
+from bench.agent_common import bench_bed, chart_timers, children, print_command
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -32,20 +32,6 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def children(pid: int) -> list[int]:
-    """Direct children of ``pid`` (wireguard-go runs in its own session, still our child)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def main() -> int:

@@ -14,10 +14,18 @@ and so make every join cost every agent more work than in a cluster). Run::
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 
-from bench.agent_common import bench_bed, chart_timers, percentile, print_command, record_time
+from bench.agent_common import (
+    bench_bed,
+    chart_timers,
+    children,
+    percentile,
+    print_command,
+    record_time,
+)
 from tests.support.mesh import MeshApi, addresses
 
 STEPS = ("registered", "address", "configured", "first ping")
@@ -31,8 +39,21 @@ def main() -> int:
         action="store_true",
         help="the test bed's 1 s health checks and status interval instead of the chart's",
     )
+    parser.add_argument(
+        "--shared-cpu",
+        action="store_true",
+        help="let the joining node share the CPUs with all other nodes and the control plane",
+    )
     arguments = parser.parse_args()
     timers = {} if arguments.test_timers else chart_timers()
+    # In a cluster the joining node has CPUs of its own; here every node is a process on
+    # one machine, and the existing nodes' reaction to the join (N agents, their
+    # wireguard-go, the API server) would compete with the joiner for the same cores. So
+    # the bed runs on CPU 0 and each joiner, while it joins, alone on CPU 1.
+    cpus = sorted(os.sched_getaffinity(0))
+    own_cpu = not arguments.shared_cpu and len(cpus) >= 2
+    if own_cpu:
+        os.sched_setaffinity(0, {cpus[0]})
     names = ["peer", *(f"n{i}" for i in range(arguments.runs))]
     samples: dict[str, list[float]] = {step: [] for step in (*STEPS, "address->ping")}
     lost: list[int] = []
@@ -44,6 +65,8 @@ def main() -> int:
         peer_address = addresses(mesh.get_agent(bed.node_name("peer")))[0]
         for name in names[1:]:
             agent = bed.start(name, **timers)
+            if own_cpu:
+                os.sched_setaffinity(agent.process.pid, {cpus[1]})
             start = agent.started_at
             marks = {}
             for phase in ("registered", "address", "configured"):
@@ -60,6 +83,9 @@ def main() -> int:
                     + agent.tail(15)
                 )
             marks["first ping"] = float(stamp[1])
+            if own_cpu:  # back with the others: the next joiner has CPU 1 to itself
+                for pid in [agent.process.pid, *children(agent.process.pid)]:
+                    os.sched_setaffinity(pid, {cpus[0]})
             lost.append(int(stamp[2]) - 1)
             previous = start
             row = []
@@ -74,6 +100,11 @@ def main() -> int:
             )
     print_command("bench.agent_startup")
     print(f"runs: {arguments.runs}, timers: {timers or 'the test bed defaults'}")
+    print(
+        f"joiner on CPU {cpus[1]}, everything else on CPU {cpus[0]}"
+        if own_cpu
+        else f"joiner shares CPUs {cpus} with everything else"
+    )
     print(f"requests lost before the first reply: {sum(lost)} in all, max {max(lost)} in a run")
     for step, values in samples.items():
         print(
