@@ -285,6 +285,7 @@ def attacks(a: Agent, b: str, b_address: str, release: Release, ledger: list[Any
         policy_denial(error, release, refusal)
     taken = denied(partial(a.patch, a.node, {"spec": {"requestedAddresses": [b_address]}}))
     assert "requestedAddresses is immutable" in message(taken), message(taken)
+    assert "a cluster admin deletes the MeshAgent" in message(taken), message(taken)
     moved = denied(partial(a.patch, a.node, {"spec": {"nodeName": b}}))
     assert "nodeName cannot change once set" in message(moved), message(moved)
     second = a.body(name=f"{a.node}-twin")

@@ -573,6 +573,7 @@ def test_agent_cannot_change_admin_owned_fields_but_still_registers_and_reports(
     )
     assert address.status == 422, message(address)
     assert "requestedAddresses is immutable" in message(address)
+    assert "a cluster admin deletes the MeshAgent" in message(address), message(address)
 
     # What the node says about itself stays writable, and so does its status.
     patched = agent.patch(agent.node, {"spec": {"endpoint": "198.18.0.12:51820"}})
