@@ -47,6 +47,7 @@ class KernelBackend:
         self.ifname = ifname
         self.chunk_size = chunk_size
         self.ipr = IPRoute()
+        self.routes = links.RouteSync()
         self.wg = WireGuard()
 
     def _create(self) -> int:
@@ -78,6 +79,8 @@ class KernelBackend:
             changes["listen_port"] = spec.listen_port
         if changes:
             self.wg.set(self.ifname, **changes)
+        # Configuring is when the agent re-checks the interface: read its routes anew.
+        self.routes.forget()
         links.configure_link(self.ipr, index, spec.addresses, spec.mtu)
         if spec.peers is not None:
             self.apply_peers(spec.peers)
@@ -115,7 +118,7 @@ class KernelBackend:
         for peer in plan.add:
             self._set_peer(peer, replace_allowed_ips=True, update_only=False)
         index = links.require_index(self.ipr, self.ifname)
-        links.sync_routes(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
+        self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
 
     def read_state(self) -> DeviceState:
@@ -148,6 +151,7 @@ class KernelBackend:
         return DeviceState(public_key=public_key, listen_port=listen_port, peers=peers)
 
     def remove_interface(self) -> None:
+        self.routes.forget()
         links.delete_link(self.ipr, self.ifname)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from reef.dataplane.netlink import IPRoute
+from reef.dataplane.netlink import IPRoute, NetlinkError
 from reef.dataplane.spec import IPInterface, IPNetwork
 
 # rtnetlink "proto" marking routes reef installed (unassigned in rt_protos).
@@ -95,25 +95,70 @@ def _scope(net: IPNetwork) -> int:
     return _SCOPE_LINK if net.version == 4 else 0
 
 
-def sync_routes(ipr: IPRoute, index: int, networks: Iterable[IPNetwork]) -> None:
-    """Route exactly ``networks`` (minus those already on-link) via the interface.
-
-    Only routes carrying :data:`REEF_ROUTE_PROTO` are removed, so connected
-    routes and anything an operator added by hand survive.
-    """
-    on_link = live_addresses(ipr, index)
-    wanted = {net for net in networks if not _covered(net, on_link)}
+def _live_routes(ipr: IPRoute, index: int) -> set[IPNetwork]:
+    """The routes via the interface that carry reef's protocol number (a dump per family)."""
     live: set[IPNetwork] = set()
     for family in (2, 10):  # AF_INET, AF_INET6
         for route in ipr.get_routes(family=family, oif=index, proto=REEF_ROUTE_PROTO):
             dst = route.get("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
             live.add(ipaddress.ip_network(f"{dst}/{route['dst_len']}"))
-    for net in sorted(wanted - live, key=str):
-        ipr.route("replace", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
-    for net in sorted(live - wanted, key=str):
-        # The scope must be given: pyroute2 otherwise sends "universe" and the kernel
-        # finds no matching route (ESRCH).
-        ipr.route("del", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
+    return live
+
+
+class RouteSync:
+    """Keeps exactly the wanted routes via one interface, writing only what changed.
+
+    The first sync (and the first after :meth:`forget`) reads the live routes and
+    addresses from the kernel; later syncs diff against what this object last wrote,
+    so a peer joining costs one route write and no dump. The dump is what used to
+    scale with the mesh: every agent re-read all its routes on every change of any
+    member. Whoever changes the interface behind our back (an admin, a restart) is
+    caught by the next :meth:`forget` — the backends call it whenever they
+    (re)configure the interface, which the agent's periodic resync does.
+    """
+
+    def __init__(self) -> None:
+        self._index: int | None = None
+        self._on_link: set[IPInterface] = set()
+        self._routes: set[IPNetwork] = set()
+
+    def forget(self) -> None:
+        """Make the next sync read the kernel's routes again instead of trusting memory."""
+        self._index = None
+
+    def sync(self, ipr: IPRoute, index: int, networks: Iterable[IPNetwork]) -> None:
+        """Route exactly ``networks`` (minus those already on-link) via the interface.
+
+        Only routes carrying :data:`REEF_ROUTE_PROTO` are removed, so connected
+        routes and anything an operator added by hand survive.
+        """
+        wanted = set(networks)
+        if self._index != index:
+            self._read(ipr, index)
+        try:
+            self._write(ipr, index, wanted)
+        except NetlinkError:
+            # Memory and kernel disagree (a route removed or added behind our back):
+            # read the truth once and write the difference from there.
+            self._read(ipr, index)
+            self._write(ipr, index, wanted)
+
+    def _read(self, ipr: IPRoute, index: int) -> None:
+        self._index = None  # until the read succeeded
+        self._on_link = live_addresses(ipr, index)
+        self._routes = _live_routes(ipr, index)
+        self._index = index
+
+    def _write(self, ipr: IPRoute, index: int, networks: set[IPNetwork]) -> None:
+        wanted = {net for net in networks if not _covered(net, self._on_link)}
+        for net in sorted(wanted - self._routes, key=str):
+            ipr.route("replace", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
+            self._routes.add(net)
+        for net in sorted(self._routes - wanted, key=str):
+            # The scope must be given: pyroute2 otherwise sends "universe" and the kernel
+            # finds no matching route (ESRCH).
+            ipr.route("del", dst=str(net), oif=index, proto=REEF_ROUTE_PROTO, scope=_scope(net))
+            self._routes.discard(net)
 
 
 def delete_link(ipr: IPRoute, ifname: str) -> bool:

@@ -33,7 +33,7 @@ from reef.dataplane.waiting import (
     ProcessExitedError,
     WaitTimeoutError,
     wait_for_exit,
-    wait_for_path,
+    wait_for_listener,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class UserspaceBackend:
         self.log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
         self.ipr = IPRoute()
+        self.routes = links.RouteSync()
 
     # --- UAPI transport -------------------------------------------------
 
@@ -120,7 +121,7 @@ class UserspaceBackend:
             )
         log.info("started wireguard-go pid %d for %s", self.process.pid, self.ifname)
         try:
-            wait_for_path(self.socket_path, self.start_timeout, pid=self.process.pid)
+            wait_for_listener(self.socket_path, self.start_timeout, pid=self.process.pid)
         except ProcessExitedError as exc:
             code = self.process.wait()
             raise DataplaneError(
@@ -153,6 +154,8 @@ class UserspaceBackend:
         if lines:
             self.request(uapi.encode_set(lines)).check()
         index = links.require_index(self.ipr, self.ifname)
+        # Configuring is when the agent re-checks the interface: read its routes anew.
+        self.routes.forget()
         links.configure_link(self.ipr, index, spec.addresses, spec.mtu)
         if spec.peers is not None:
             self.apply_peers(spec.peers)
@@ -162,13 +165,14 @@ class UserspaceBackend:
         if not plan.empty:
             self.request(uapi.encode_set(uapi.plan_lines(plan))).check()
         index = links.require_index(self.ipr, self.ifname)
-        links.sync_routes(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
+        self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
 
     def read_state(self) -> DeviceState:
         return uapi.decode_device(self.request(uapi.GET_REQUEST))
 
     def remove_interface(self) -> None:
+        self.routes.forget()
         # wireguard-go exits by itself once its TUN is gone; deleting the link
         # works for an adopted process we have no handle on.
         links.delete_link(self.ipr, self.ifname)

@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import os
 import select
+import socket
 import time
 from pathlib import Path
 
@@ -74,6 +75,47 @@ def wait_for_path(path: Path, timeout: float, pid: int | None = None) -> None:
                 _drain(watch)
     finally:
         os.close(watch)
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+#: First and longest pause between connects refused by a socket that is bound, not listening.
+_REFUSED_FIRST_PAUSE = 0.001
+_REFUSED_MAX_PAUSE = 0.05
+
+
+def wait_for_listener(path: Path, timeout: float, pid: int | None = None) -> None:
+    """Return once a UNIX stream socket at ``path`` accepts connections.
+
+    wireguard-go's socket file appears at ``bind()``, a moment before ``listen()``; a
+    connect in between is refused. On a loaded machine that moment lasted long enough
+    for the agent's first request to fail and the whole configuration to wait for its
+    2 s error retry. The file is awaited on inotify; a refused connect is retried after
+    a pause that doubles from 1 ms (a back-off on an error, capped at 50 ms), spent
+    waiting on the child's pidfd so that its exit ends the wait at once.
+    Raises like :func:`wait_for_path`.
+    """
+    deadline = time.monotonic() + timeout
+    wait_for_path(path, timeout, pid)
+    pidfd = os.pidfd_open(pid) if pid is not None else None
+    pause = _REFUSED_FIRST_PAUSE
+    try:
+        while True:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(str(path))
+                    return
+                except ConnectionRefusedError:
+                    pass
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise WaitTimeoutError(f"{path} accepted no connection within {timeout:.1f} s")
+            watched = [] if pidfd is None else [pidfd]
+            ready, _, _ = select.select(watched, [], [], min(pause, remaining))
+            if ready:
+                raise ProcessExitedError(f"process {pid} exited before listening on {path}", None)
+            pause = min(pause * 2, _REFUSED_MAX_PAUSE)
+    finally:
         if pidfd is not None:
             os.close(pidfd)
 
