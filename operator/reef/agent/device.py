@@ -68,11 +68,11 @@ def enable_forwarding(ifname: str, versions: Sequence[int]) -> None:
 
 
 def interface_index(ifname: str) -> int | None:
+    from reef.dataplane.links import link_index
     from reef.dataplane.netlink import IPRoute
 
     with IPRoute() as ipr:
-        found: list[int] = ipr.link_lookup(ifname=ifname)
-    return found[0] if found else None
+        return link_index(ipr, ifname)
 
 
 class Device:

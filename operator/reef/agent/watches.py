@@ -1,0 +1,122 @@
+"""What the agent watches: this network's MeshAgents, the MeshNetwork, our own Node.
+
+Each is an :class:`reef.agent.informer.Informer`; a relevant change wakes the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from typing import Any
+
+from reef.agent.health import ALLOCATED
+from reef.agent.informer import Informer
+from reef.api import names
+from reef.api.models import MeshNetwork, parse_mesh_network
+from reef.kube.client import Kube
+from reef.settings import AgentSettings
+
+Body = dict[str, Any]
+
+
+def peer_relevant(body: Body) -> tuple[Any, ...]:
+    """What of a MeshAgent can change this node's device or its own report.
+
+    Members write their health (status.dataplane, Configured/PeersHealthy/Ready) often;
+    at thousands of members those writes must cost this agent nothing: they update the
+    cache but do not wake the loop. Spec, addresses, the Allocated condition, deletion
+    and identity do wake it. (The health timer still runs on its own schedule.)
+    """
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    allocated = [c for c in status.get("conditions") or [] if c.get("type") == ALLOCATED]
+    return (
+        metadata.get("uid"),
+        metadata.get("generation"),
+        metadata.get("deletionTimestamp"),
+        tuple(metadata.get("finalizers") or ()),
+        json.dumps(body.get("spec"), sort_keys=True),
+        tuple(status.get("addresses") or ()),
+        json.dumps(allocated, sort_keys=True),
+    )
+
+
+class Watches:
+    def __init__(self, kube: Kube, settings: AgentSettings) -> None:
+        self._kube = kube
+        self._settings = settings
+        self.agents: Informer | None = None
+        self.networks: Informer | None = None
+        self.nodes: Informer | None = None
+        self._network_body: Body | None = None
+        self._network_parsed: MeshNetwork | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop, changed: Callable[[], None]) -> None:
+        settings = self._settings
+        self.networks = Informer(
+            self._kube,
+            names.MESH_NETWORK_PLURAL,
+            f"metadata.name={settings.network}",
+            loop,
+            changed,
+            # the operator's status writes (usage, reachability) change nothing here
+            relevant=lambda body: json.dumps(body.get("spec"), sort_keys=True),
+        )
+        self.agents = Informer(
+            self._kube,
+            names.MESH_AGENT_PLURAL,
+            f"spec.network={settings.network}",
+            loop,
+            changed,
+            relevant=peer_relevant,
+        )
+        # Our own Node (one object, like the kubelet's own watch): its uid makes it the
+        # MeshAgent's owner; its annotations and addresses give the endpoint.
+        self.nodes = Informer(
+            self._kube,
+            "nodes",
+            f"metadata.name={settings.node_name}",
+            loop,
+            changed,
+            optional=True,
+        )
+        self.networks.start()
+        self.agents.start()
+        self.nodes.start()
+
+    def stop(self) -> None:
+        for informer in (self.agents, self.networks, self.nodes):
+            if informer is not None:
+                informer.stop()
+
+    def synced(self) -> bool:
+        assert self.networks is not None
+        assert self.agents is not None
+        assert self.nodes is not None
+        return (
+            self.networks.synced.is_set()
+            and self.agents.synced.is_set()
+            and self.nodes.synced.is_set()
+        )
+
+    def own_body(self) -> Body | None:
+        assert self.agents is not None
+        return self.agents.objects.get(self._settings.node_name)
+
+    def network(self) -> MeshNetwork | None:
+        assert self.networks is not None
+        body = self.networks.objects.get(self._settings.network)
+        if body is None:
+            return None
+        # Parsed once per version of the object (the informer stores a new dict for each):
+        # validating it on every health tick was a quarter of the idle agent's CPU.
+        if body is not self._network_body:
+            self._network_parsed = parse_mesh_network(body)
+            self._network_body = body
+        return self._network_parsed
+
+    def node(self) -> Body | None:
+        """Our Node object; None for a host that is no Node (or when Nodes are unreadable)."""
+        assert self.nodes is not None
+        return self.nodes.objects.get(self._settings.node_name)
