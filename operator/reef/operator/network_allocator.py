@@ -59,7 +59,7 @@ RELOAD_BACKOFF_CAP = 2.0
 def backoff_delay(attempt: int, jitter: float, cap: float = BACKOFF_CAP) -> float:
     """Seconds to wait after failed ``attempt`` (1-based): doubling, capped, scaled by
     ``jitter`` (0.5-1.0) so operators retrying against one API server spread out."""
-    return min(cap, BACKOFF_BASE * 2**attempt) * jitter
+    return float(min(cap, BACKOFF_BASE * 2.0**attempt) * jitter)
 
 
 def _jitter() -> float:
