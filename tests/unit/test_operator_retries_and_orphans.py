@@ -11,9 +11,9 @@ from typing import Any
 
 from reef.ipam import Claim
 from reef.operator.cooldown_retry import COALESCE_SECONDS, CooldownRetries
-from reef.operator.reconcile_agent import retry_unsettled
+from reef.operator.reconcile_agent import schedule_retry_after_cooldown
 from reef.operator.repair import GraceBook, _confirmed_orphans
-from tests.unit.operator_fakes import FakeKube
+from tests.unit.operator_fakes import SPEC, FakeKube
 
 
 class FakeTimers:
@@ -38,26 +38,36 @@ def test_a_burst_of_deletions_costs_one_list_per_cooldown_slot() -> None:
     kube = FakeKube()
     timers = FakeTimers()
     retries = CooldownRetries(clock=lambda: timers.now, call_at=timers.call_at)
-    ctx: Any = SimpleNamespace(kube=kube, reconciling=set())
+    pending: list[asyncio.Future[None]] = []
+
+    def spawn(coroutine: Any, name: str) -> None:
+        pending.append(asyncio.ensure_future(coroutine))
+
+    ctx: Any = SimpleNamespace(kube=kube, reconciling=set(), spawn=spawn)
+    handle: Any = SimpleNamespace(
+        network=SimpleNamespace(spec=SPEC.model_copy(update={"reuse_cooldown": "5m"})),
+        allocator=SimpleNamespace(name="default"),
+        retries=retries,
+    )
 
     async def scenario() -> None:
-        pending: list[asyncio.Task[None]] = []
-
         def retry() -> None:
-            pending.append(asyncio.ensure_future(retry_unsettled(ctx, "default")))
+            schedule_retry_after_cooldown(ctx, handle)
 
         cooldown = 300.0
         for _ in range(100):  # a burst within one slot
-            retries.schedule(cooldown, retry)
+            last_deadline = timers.now + cooldown
+            retry()  # one deletion
             timers.now += COALESCE_SECONDS / 1000
-        timers.advance(cooldown - 1)
+        # Not even a moment before the last release's cool-down ends.
+        timers.advance(last_deadline - timers.now - 0.001)
         assert kube.calls.get("list_agents", 0) == 0  # not before the cool-down
         assert not pending
         timers.advance(2)
         await asyncio.gather(*pending)
         assert kube.calls["list_agents"] == 1
         # A later release is not swallowed by the one that already fired.
-        retries.schedule(cooldown, retry)
+        retry()
         timers.advance(cooldown + COALESCE_SECONDS)
         await asyncio.gather(*pending)
         assert kube.calls["list_agents"] == 2
