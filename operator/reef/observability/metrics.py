@@ -47,8 +47,9 @@ BATCH_SIZE = Histogram(
 )
 ALLOCATION_LATENCY = Histogram(
     "reef_operator_allocation_latency_seconds",
-    "From the operator taking up a MeshAgent without an address to its status.addresses"
-    " being written (ledger batch and status write; not the wait before the operator saw it).",
+    "From the operator asking the network's batcher for a MeshAgent's address to"
+    " status.addresses being written, for addresses this operator wrote (ledger batch and"
+    " status write; not the finalizer write, refusals, or the wait before the operator saw it).",
     ["network"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )

@@ -17,6 +17,7 @@ from reef.ipam import Problem, shard_configmap_name
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
+from reef.operator.cooldown_retry import CooldownRetries
 from reef.operator.ledger_store import LedgerStore
 from reef.operator.network_allocator import NetworkAllocator, ReloadReport
 from reef.operator.network_status import NetworkStatusWriter
@@ -48,6 +49,8 @@ class NetworkHandle:
     ready: dict[str, bool] = field(default_factory=dict)
     #: uid -> what the member's agent says about its peers (see reef.operator.reachability).
     reports: dict[str, MemberReport] = field(default_factory=dict)
+    #: Pending retries after release cool-downs (see reef.operator.cooldown_retry).
+    retries: CooldownRetries = field(default_factory=CooldownRetries)
 
 
 class OperatorContext:

@@ -48,6 +48,22 @@ T = TypeVar("T")
 
 #: Attempts at one batch before its requests fail (kopf events and repair retry later).
 MAX_ATTEMPTS = 10
+#: Failed full reads (API errors) in a row before a reload gives up and raises.
+RELOAD_ATTEMPTS = 6
+#: Back-off after the first failure, and its ceiling (seconds, before jitter).
+BACKOFF_BASE = 0.1
+BACKOFF_CAP = 5.0
+RELOAD_BACKOFF_CAP = 2.0
+
+
+def backoff_delay(attempt: int, jitter: float, cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait after failed ``attempt`` (1-based): doubling, capped, scaled by
+    ``jitter`` (0.5-1.0) so operators retrying against one API server spread out."""
+    return float(min(cap, BACKOFF_BASE * 2.0**attempt) * jitter)
+
+
+def _jitter() -> float:
+    return float(random.uniform(0.5, 1.0))
 
 
 @dataclass
@@ -75,6 +91,12 @@ def _futures(
     allocations: list[_Allocation], releases: list[_Release]
 ) -> "list[asyncio.Future[Any]]":
     return [job.future for job in allocations] + [job.future for job in releases]
+
+
+def _fail(futures: "list[asyncio.Future[Any]]", error: BaseException) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 class _RetryBatchError(Exception):
@@ -108,6 +130,9 @@ class NetworkAllocator:
         name: str,
         spec: MeshNetworkSpec,
         on_reload: Callable[[ReloadReport], Awaitable[None]],
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        jitter: Callable[[], float] = _jitter,
     ) -> None:
         self.name = name
         self.spec = spec
@@ -122,6 +147,9 @@ class NetworkAllocator:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.problems: list[Problem] = []
+        # Injectable so unit tests run the back-off on fake time.
+        self._sleep = sleep
+        self._jitter = jitter
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -172,8 +200,7 @@ class NetworkAllocator:
         ``work`` with that read's repair plan, no batch in flight (the repair pass)."""
         async with self._lock:
             self._stale = True
-            while (plan := await self._reload()) is None:
-                pass
+            plan = await self._reload_fresh()
             return await work(await self._loaded(), plan)
 
     async def commit(self, shards: Iterable[str]) -> None:
@@ -195,7 +222,17 @@ class NetworkAllocator:
             if not allocations and not releases:
                 continue
             async with self._lock:
-                await self._process(allocations, releases)
+                try:
+                    await self._process(allocations, releases)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:
+                    # A bug must not kill the only writer of the ledger silently, nor
+                    # leave this batch's callers waiting forever: fail them, mark the
+                    # ledger stale (its in-memory state is unknown) and take the next batch.
+                    log.exception("ledger batch of network %s crashed", self.name)
+                    self._stale = True
+                    _fail(_futures(allocations, releases), error)
 
     async def _process(self, allocations: list[_Allocation], releases: list[_Release]) -> None:
         metrics.BATCH_SIZE.labels(self.name).observe(len(allocations) + len(releases))
@@ -227,18 +264,20 @@ class NetworkAllocator:
                 log.exception("ledger batch of network %s failed (attempt %d)", self.name, attempt)
                 self._stale = True
                 # Back-off with jitter so a struggling API server is not hammered.
-                backoff = min(5.0, 0.1 * 2**attempt) * random.uniform(0.5, 1.0)
-                await asyncio.sleep(backoff)
+                await self._sleep(backoff_delay(attempt, self._jitter()))
                 continue
+            # A caller that gave up (cancelled) has a done future; the others still wait.
             for release in releases:
-                release.future.set_result(None)
+                if not release.future.done():
+                    release.future.set_result(None)
             for job, result in zip(allocations, batch.results, strict=True):
-                job.future.set_result(result)
+                if not job.future.done():
+                    job.future.set_result(result)
             return
-        error = RuntimeError(f"ledger of network {self.name} could not be written")
-        for future in _futures(allocations, releases):
-            if not future.done():
-                future.set_exception(error)
+        _fail(
+            _futures(allocations, releases),
+            RuntimeError(f"ledger of network {self.name} could not be written"),
+        )
 
     async def _write(self, shards: set[str]) -> None:
         """CAS-write every changed shard concurrently; re-read the ones that lost."""
@@ -266,8 +305,36 @@ class NetworkAllocator:
 
     async def _loaded(self) -> Ledger:
         while self._stale or self._ledger is None:
-            await self._reload()
+            await self._reload_fresh()
         return self._ledger
+
+    async def _reload_fresh(self) -> RepairPlan:
+        """Reload until one read sticks.
+
+        A lost race (someone wrote in between) is re-read at once, as the compare-and-swap
+        protocol expects; an API error waits a growing, capped back-off first, and after
+        RELOAD_ATTEMPTS errors in a row the last one is raised to the caller.
+        """
+        errors = 0
+        while True:
+            try:
+                plan = await self._reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                errors += 1
+                if errors >= RELOAD_ATTEMPTS:
+                    raise
+                log.warning(
+                    "reading the ledger of network %s failed (%d in a row); backing off",
+                    self.name,
+                    errors,
+                    exc_info=True,
+                )
+                await self._sleep(backoff_delay(errors, self._jitter(), RELOAD_BACKOFF_CAP))
+                continue
+            if plan is not None:
+                return plan
 
     async def _reload(self) -> RepairPlan | None:
         """Read the whole ledger and put every status address back into it.

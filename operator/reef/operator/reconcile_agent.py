@@ -170,10 +170,11 @@ async def retry_unsettled(ctx: OperatorContext, network: str) -> None:
 
 
 def schedule_retry_after_cooldown(ctx: OperatorContext, handle: NetworkHandle) -> None:
-    """A released address becomes reusable when its cool-down ends: retry then."""
+    """A released address becomes reusable when its cool-down ends: retry then (one
+    LIST for every release whose cool-down ends in the same slot, not one per release)."""
     delay = handle.network.spec.reuse_cooldown_delta.total_seconds()
     network = handle.allocator.name
-    asyncio.get_running_loop().call_later(
+    handle.retries.schedule(
         delay, lambda: ctx.spawn(retry_unsettled(ctx, network), f"reef-retry-{network}")
     )
 
