@@ -1,0 +1,156 @@
+"""The agent's status writes: coalesced to at most one per interval, urgent ones at once,
+and the last state always written (nothing lost). Fake API, fake monotonic clock."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import Any
+
+import pytest
+
+from reef.agent import status as status_module
+from reef.agent.health import Observation
+from reef.agent.status import StatusReporter
+
+INTERVAL = 30.0
+
+
+class FakeKube:
+    """Records each status write and keeps the object's status as the API server would."""
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.body: dict[str, Any] = {"metadata": {"name": "n1", "generation": 1}}
+
+    async def apply_status(
+        self, plural: str, name: str, status: dict[str, Any], *, manager: str
+    ) -> dict[str, Any]:
+        self.writes.append(status)
+        self.body = {**self.body, "status": status}
+        return self.body
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeTime:
+    def __init__(self, clock: Clock) -> None:
+        self.monotonic = clock
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    # The reporter reads time.monotonic() of its own module; only that one is faked.
+    monkeypatch.setattr(status_module, "time", FakeTime(fake))
+    return fake
+
+
+def healthy(count: int, total: int = 5) -> Observation:
+    """`count` of `total` peers alive. Between 1 and total-1 the conditions keep their
+    status and only counts and messages change: what the rate limit coalesces."""
+    return Observation(
+        backend="userspace",
+        backend_reason="",
+        interface="reef0",
+        configured_addresses=("100.64.0.1",),
+        listen_port=51820,
+        allocated=True,
+        configured=True,
+        configure_error=None,
+        total=total,
+        healthy=count,
+        unhealthy=tuple(f"p{i}" for i in range(total - count)),
+        skipped=(),
+    )
+
+
+def report(reporter: StatusReporter, kube: FakeKube, o: Observation, **kw: bool) -> None:
+    asyncio.run(reporter.report(kube.body, o, **kw))
+
+
+def reporter() -> tuple[FakeKube, StatusReporter]:
+    kube = FakeKube()
+    return kube, StatusReporter(kube, "n1", INTERVAL)  # type: ignore[arg-type]
+
+
+def peers_in(write: dict[str, Any]) -> str:
+    summary: str = write["dataplane"]["peers"]["summary"]
+    return summary
+
+
+def test_changes_within_the_interval_are_coalesced_and_the_last_one_goes_out_when_due(
+    clock: Clock,
+) -> None:
+    kube, status = reporter()
+    report(status, kube, healthy(4))  # the first report is urgent: written at once
+    assert [peers_in(w) for w in kube.writes] == ["4/5"]
+
+    for seconds, count in ((1, 3), (10, 1), (29, 2)):
+        clock.now = 1000.0 + seconds
+        report(status, kube, healthy(count))
+    assert len(kube.writes) == 1, "a count change inside the interval must wait"
+    assert status.due_at == 1000.0 + INTERVAL
+
+    clock.now = status.due_at  # the agent loop wakes at due_at and reports again
+    report(status, kube, healthy(2))
+    assert [peers_in(w) for w in kube.writes] == ["4/5", "2/5"]  # the latest state, once
+    assert status.due_at is None
+
+
+def test_at_most_one_write_per_interval_however_often_it_changes(clock: Clock) -> None:
+    kube, status = reporter()
+    times = []
+    for step in range(200):  # a change every second for 200 s
+        clock.now = 1000.0 + step
+        before = len(kube.writes)
+        report(status, kube, healthy(1 + step % 4))
+        if len(kube.writes) > before:
+            times.append(clock.now)
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    assert gaps
+    assert min(gaps) >= INTERVAL
+    assert len(times) <= 1 + 200 // INTERVAL
+
+
+def test_a_condition_flip_is_written_at_once_despite_the_rate_limit(clock: Clock) -> None:
+    kube, status = reporter()
+    report(status, kube, healthy(4))
+    clock.now += 1
+    report(status, kube, healthy(0))  # isolated: Ready flips to False
+    assert len(kube.writes) == 2
+    ready = {c["type"]: c for c in kube.writes[-1]["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"]) == ("False", "Isolated")
+
+
+def test_now_flushes_a_pending_change_inside_the_interval(clock: Clock) -> None:
+    kube, status = reporter()
+    report(status, kube, healthy(4))
+    clock.now += 1
+    report(status, kube, healthy(2))
+    assert len(kube.writes) == 1
+    assert status.due_at is not None
+    clock.now += 1
+    report(status, kube, healthy(3), now=True)  # e.g. the last words before exiting
+    assert [peers_in(w) for w in kube.writes] == ["4/5", "3/5"]
+    assert status.due_at is None
+
+
+def test_a_status_equal_to_the_objects_is_never_written_and_cancels_a_pending_one(
+    clock: Clock,
+) -> None:
+    kube, status = reporter()
+    report(status, kube, healthy(4))
+    clock.now += 1
+    report(status, kube, healthy(3))  # pending...
+    report(status, kube, healthy(4))  # ...then back to what the object already says
+    assert status.due_at is None
+    clock.now += 2 * INTERVAL
+    report(status, kube, healthy(4))
+    assert len(kube.writes) == 1
