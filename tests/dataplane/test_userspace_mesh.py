@@ -77,3 +77,26 @@ def test_reapplying_the_same_peers_changes_nothing(lab: Lab) -> None:
     a, b, c = mesh["a"], mesh["b"], mesh["c"]
     done = drive(a.node, BACKEND, "peers", [b.peer_json(), c.peer_json()])
     assert done == {"add": 0, "update": 0, "remove": 0}
+
+
+def test_a_dual_stack_mesh_carries_both_families(lab: Lab) -> None:
+    # Each node holds one mesh address per family (a dual-stack MeshNetwork); the ULA
+    # addresses exist only inside the test's namespaces.
+    mesh = mesh_nodes(lab)
+    a, b = mesh["a"], mesh["b"]
+    v6 = {name: f"fd7a:0:0:1::{n}" for n, name in enumerate(mesh, start=1)}
+
+    def device(me: str, peer: str) -> dict[str, object]:
+        spec = mesh[me].device_json([mesh[peer]])
+        spec["addresses"] = [str(mesh[me].address), f"{v6[me]}/128"]
+        (peer_spec,) = spec["peers"]
+        peer_spec["allowed_ips"] = [str(mesh[peer].address.network), f"{v6[peer]}/128"]
+        return spec
+
+    drive(a.node, BACKEND, "ensure", device("a", "b"))
+    drive(b.node, BACKEND, "ensure", device("b", "a"))
+    routes = a.node.run("ip", "-6", "route", "show", "dev", a.node.wg_ifname).stdout
+    assert f"{v6['b']} proto 82" in routes
+    ping(a, b)
+    a.node.run("ping", "-6", "-c", "1", "-W", "10", v6["b"])
+    b.node.run("ping", "-6", "-c", "1", "-W", "10", v6["a"])
