@@ -99,16 +99,16 @@ class ClusterRanges:
         every = [c for cidrs in (*self._pods.values(), *self._services.values()) for c in cidrs]
         return collapse(every)
 
-    def node_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+    def node_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self._record(self._pods, event_type, body, node_pod_cidrs(body))
 
-    def service_cidr_event(self, event_type: str, body: Mapping[str, Any]) -> None:
+    def service_cidr_event(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         self._record(self._services, event_type, body, service_cidrs(body))
 
     def _record(
         self,
         table: dict[str, tuple[str, ...]],
-        event_type: str,
+        event_type: str | None,  # None: kopf's initial listing
         body: Mapping[str, Any],
         cidrs: tuple[str, ...],
     ) -> None:

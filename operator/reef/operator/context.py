@@ -8,7 +8,7 @@ network the operator simply has not seen yet.
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -17,12 +17,16 @@ from reef.ipam import Problem, shard_configmap_name
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
+from reef.operator.cluster_ranges import ClusterRanges
 from reef.operator.cooldown_retry import CooldownRetries
 from reef.operator.ledger_store import LedgerStore
 from reef.operator.network_allocator import NetworkAllocator, ReloadReport
 from reef.operator.network_status import NetworkStatusWriter
 from reef.operator.reachability import MemberReport, Reachability, reachability, report_of
 from reef.settings import OperatorSettings
+
+if TYPE_CHECKING:  # repair imports this module; the scheduler is only named here
+    from reef.operator.repair import RepairScheduler
 
 log = logging.getLogger(__name__)
 
@@ -62,10 +66,11 @@ class OperatorContext:
         self.background: set[asyncio.Task[Any]] = set()
         #: uids of MeshAgents being reconciled right now (see reconcile_agent).
         self.reconciling: set[str] = set()
-        #: Set at start-up (reef.operator.repair.RepairScheduler; import order forbids here).
-        self.repairs: Any = None
-        #: Set at start-up (reef.operator.cluster_ranges.ClusterRanges).
-        self.cluster_ranges: Any = None
+        # Both are set at start-up (reef.operator.handlers): they need the running
+        # loop and, for the scheduler, this context. Until then the attributes do not
+        # exist, so a use before start-up fails loudly rather than on None.
+        self.repairs: RepairScheduler
+        self.cluster_ranges: ClusterRanges
 
     def spawn(self, coroutine: Any, name: str) -> None:
         """Run a coroutine in the background, keeping a reference until it finishes."""

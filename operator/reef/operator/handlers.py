@@ -146,8 +146,7 @@ async def handle_event_ledger(event: kopf.RawEvent, body: kopf.Body, memo: Any, 
     context = _context(memo)
     labels = body.metadata.labels
     network = labels.get(names.LEDGER_NETWORK_LABEL)
-    handle = context.networks.get(network) if network else None
-    if handle is None:
+    if not network or (handle := context.networks.get(network)) is None:
         return
     shard = labels.get(f"{names.GROUP}/shard", "")
     version = str(body.metadata.get("resourceVersion", ""))
