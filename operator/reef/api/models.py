@@ -79,17 +79,6 @@ class MeshNetworkSpec(_Model):
         return parse_duration(self.retention)
 
 
-class MeshNetwork(_Model):
-    metadata: ObjectMeta
-    spec: MeshNetworkSpec
-    status: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def cluster_networks(self) -> tuple[IPNetwork, ...]:
-        """The cluster's own ranges the operator publishes (status.clusterPrefixes)."""
-        return _parse_networks(self.status.get("clusterPrefixes") or ())
-
-
 class MeshAgentSpec(_Model):
     """A member's spec. Node-owned (the member's credentials may write them): node_name,
     public_key, endpoint. Admin-owned (they change what other members do; the admission
@@ -113,6 +102,36 @@ class Condition(_Model):
     message: str = ""
     last_transition_time: str = Field("", alias="lastTransitionTime")
     observed_generation: int = Field(0, alias="observedGeneration")
+
+
+class UnreachableMember(_Model):
+    name: str = ""
+    unreachable_from: int = Field(0, alias="unreachableFrom")
+    observers: int = 0
+
+
+class MeshNetworkStatus(_Model):
+    """What the operator publishes on a MeshNetwork (the CRD's schema, field for field)."""
+
+    capacity: int = 0
+    allocated: int = 0
+    reserved: int = 0
+    cluster_prefixes: tuple[str, ...] = Field((), alias="clusterPrefixes")
+    agents_ready: int = Field(0, alias="agentsReady")
+    unreachable_members: tuple[UnreachableMember, ...] = Field((), alias="unreachableMembers")
+    observed_generation: int = Field(0, alias="observedGeneration")
+    conditions: tuple[Condition, ...] = ()
+
+
+class MeshNetwork(_Model):
+    metadata: ObjectMeta
+    spec: MeshNetworkSpec
+    status: MeshNetworkStatus = MeshNetworkStatus()
+
+    @property
+    def cluster_networks(self) -> tuple[IPNetwork, ...]:
+        """The cluster's own ranges the operator publishes (status.clusterPrefixes)."""
+        return _parse_networks(self.status.cluster_prefixes)
 
 
 class PeerCounts(_Model):
