@@ -30,12 +30,22 @@ from pathlib import Path
 import kubernetes.client
 import kubernetes.config
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from kubernetes.client import ApiClient
 
 from tests.testbed.binaries import ensure_binaries
 from tests.testbed.clients import KubeCLI, KubeTarget
 from tests.testbed.controlplane import CONTEXT_NAME, LocalControlPlane
 from tests.testbed.kubeconfig import UnsafeClusterError, extract_named_context
+
+# Property tests check logic, not speed (speed is what bench/ measures). Hypothesis'
+# default 200 ms deadline per example and its too-slow health check turn a loaded CI
+# machine into failures that have nothing to do with the property.
+hypothesis_settings.register_profile(
+    "reef", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("reef")
 
 pytest_plugins = ["tests.support.fixtures"]
 

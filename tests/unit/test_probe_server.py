@@ -71,7 +71,9 @@ def test_not_ready_before_the_agent_attaches(server: ProbeServer) -> None:
 def test_liveness_fails_while_the_event_loop_is_blocked(
     server: ProbeServer, running_loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(http, "LIVENESS_TIMEOUT_SECONDS", 0.5)
+    # Long enough that a healthy loop on a loaded machine always answers in time (the
+    # check before and after the block); the blocked loop makes it wait this long once.
+    monkeypatch.setattr(http, "LIVENESS_TIMEOUT_SECONDS", 3.0)
     server.attach(running_loop, lambda: (True, "ok"))
     assert _get(server.port, "/healthz")[0] == 200
     release = threading.Event()
