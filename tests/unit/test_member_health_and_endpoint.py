@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 
 from reef.agent.endpoint import choose_endpoint
-from reef.agent.health import Observation, RxTracker, conditions, peer_health
+from reef.agent.health import RxTracker, conditions, peer_health
 from reef.agent.registration import Registration
 from reef.dataplane import DeviceState, Key
 from reef.dataplane.spec import PeerState
 from reef.operator.reachability import MemberReport, reachability
+from tests.support.observations import configured_member
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -107,32 +108,15 @@ def test_a_peer_silent_for_three_keepalives_is_unhealthy_even_with_a_recent_hand
     assert peer_health(_state(101), names, NOW, tracker.silence(_state(101), 9.0), 1) == (1, ())
 
 
-def _observation(healthy: int, total: int, unhealthy: tuple[str, ...] = ()) -> Observation:
-    return Observation(
-        backend="userspace",
-        backend_reason="",
-        interface="reef0",
-        configured_addresses=("100.64.0.1/32",),
-        listen_port=51820,
-        allocated=True,
-        configured=True,
-        configure_error=None,
-        total=total,
-        healthy=healthy,
-        unhealthy=unhealthy,
-        skipped=(),
-    )
-
-
 def test_one_unreachable_peer_keeps_a_member_ready_and_names_the_peer() -> None:
-    _, peers, ready = conditions(_observation(3, 4, ("d",)))
+    _, peers, ready = conditions(configured_member(3, 4, ("d",)))
     assert (peers.status, ready.status, ready.reason) == ("False", "True", "SomePeersUnreachable")
     assert "d" in peers.message
     assert "d" in ready.message
 
 
 def test_a_member_that_reaches_none_of_its_peers_is_not_ready() -> None:
-    _, _, ready = conditions(_observation(0, 4, ("a", "b", "c", "d")))
+    _, _, ready = conditions(configured_member(0, 4, ("a", "b", "c", "d")))
     assert (ready.status, ready.reason) == ("False", "Isolated")
 
 

@@ -8,13 +8,13 @@ import pytest
 
 from reef.agent.health import (
     HANDSHAKE_HEALTHY,
-    Observation,
     RxTracker,
     conditions,
     peer_health,
 )
 from reef.dataplane import DeviceState, Key
 from reef.dataplane.spec import PeerState
+from tests.support.observations import configured_member
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 A, B = Key(bytes([1]) * 32), Key(bytes([2]) * 32)
@@ -79,36 +79,19 @@ def test_rx_silence_counts_from_the_last_time_the_counter_grew() -> None:
     assert tracker.silence(rx(150), 1050.0) == {A: 9.0}
 
 
-def observation(total: int, healthy: int, unhealthy: tuple[str, ...] = ()) -> Observation:
-    return Observation(
-        backend="userspace",
-        backend_reason="",
-        interface="reef0",
-        configured_addresses=("100.64.0.1",),
-        listen_port=51820,
-        allocated=True,
-        configured=True,
-        configure_error=None,
-        total=total,
-        healthy=healthy,
-        unhealthy=unhealthy,
-        skipped=(),
-    )
-
-
 def test_no_peers_is_healthy_with_reason_no_peers_and_a_lone_node_is_ready() -> None:
-    _, peers, ready = conditions(observation(0, 0))
+    _, peers, ready = conditions(configured_member(0, 0))
     assert (peers.status, peers.reason) == ("True", "NoPeers")
     assert (ready.status, ready.reason) == ("True", "Ready")
 
 
 def test_peers_healthy_is_false_and_names_them_when_any_peer_is_not_alive() -> None:
-    _, peers, ready = conditions(observation(3, 2, ("c",)))
+    _, peers, ready = conditions(configured_member(2, 3, ("c",)))
     assert (peers.status, peers.reason) == ("False", "HandshakesMissing")
     assert peers.message.endswith(": c")
     assert (ready.status, ready.reason) == ("True", "SomePeersUnreachable")
 
 
 def test_all_peers_alive_is_handshakes_recent() -> None:
-    _, peers, _ = conditions(observation(2, 2))
+    _, peers, _ = conditions(configured_member(2, 2))
     assert (peers.status, peers.reason) == ("True", "HandshakesRecent")

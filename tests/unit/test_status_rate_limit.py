@@ -12,6 +12,7 @@ import pytest
 from reef.agent import status as status_module
 from reef.agent.health import Observation
 from reef.agent.status import StatusReporter
+from tests.support.observations import configured_member
 
 INTERVAL = 30.0
 
@@ -55,20 +56,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 def healthy(count: int, total: int = 5) -> Observation:
     """`count` of `total` peers alive. Between 1 and total-1 the conditions keep their
     status and only counts and messages change: what the rate limit coalesces."""
-    return Observation(
-        backend="userspace",
-        backend_reason="",
-        interface="reef0",
-        configured_addresses=("100.64.0.1",),
-        listen_port=51820,
-        allocated=True,
-        configured=True,
-        configure_error=None,
-        total=total,
-        healthy=count,
-        unhealthy=tuple(f"p{i}" for i in range(total - count)),
-        skipped=(),
-    )
+    return configured_member(count, total, tuple(f"p{i}" for i in range(total - count)))
 
 
 def report(reporter: StatusReporter, kube: FakeKube, o: Observation, **kw: bool) -> None:
