@@ -78,6 +78,12 @@ def test_sigkill_during_bursts_never_changes_or_duplicates_an_address(
 def test_two_operators_at_once_never_hand_out_one_address_twice(
     mesh: MeshApi, operators: Callable[..., OperatorProcess], network: str
 ) -> None:
+    """Two real operator processes, one API server: no address twice, none changed.
+
+    Whether their ledger writes actually collide here depends on timing (one may lose
+    every race, or they may take turns); the collision itself, made deterministic, and
+    the re-read and re-plan after it are tests/unit/test_two_allocators_one_ledger.py.
+    """
     first = operators("operator-a").start()
     second = operators("operator-b").start()
     mesh.create_network(network, [CIDR])

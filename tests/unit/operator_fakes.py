@@ -21,12 +21,15 @@ SPEC = MeshNetworkSpec(cidrs=("10.77.0.0/24",))
 
 
 class FakeKube:
-    def __init__(self) -> None:
+    def __init__(self, spec: MeshNetworkSpec = SPEC) -> None:
+        self.spec = spec
         self.config_maps: dict[str, dict[str, Any]] = {}
         self.agents: list[dict[str, Any]] = []
         self.calls: dict[str, int] = {}
         #: method name -> HTTP statuses to raise on its next calls, in order.
         self.failures: dict[str, list[int]] = {}
+        #: replaces refused because they named an old resourceVersion (lost races).
+        self.conflicts = 0
         #: called before a replace, so a test can change the world mid-batch.
         self.before_replace: Callable[[], None] | None = None
         self._version = 0
@@ -72,6 +75,7 @@ class FakeKube:
         if current is None:
             raise ApiException(status=404)
         if current["metadata"]["resourceVersion"] != body["metadata"].get("resourceVersion"):
+            self.conflicts += 1
             raise ApiException(status=409)
         return self._stored(body)
 
@@ -88,9 +92,32 @@ class FakeKube:
         shards = {
             cm["metadata"]["labels"][SHARD_LABEL]: cm["data"] for cm in self.config_maps.values()
         }
-        ledger, problems = decode_ledger(SPEC.networks, shards, policy_of(SPEC))
+        ledger, problems = decode_ledger(self.spec.networks, shards, policy_of(self.spec))
         assert not problems
         return ledger
+
+
+class OperatorClient:
+    """One operator's connection to a shared FakeKube: the same objects, and its own
+    count of lost compare-and-swaps, so a test sees *which* operator lost a race."""
+
+    def __init__(self, server: FakeKube) -> None:
+        self.server = server
+        self.spec = server.spec
+        self.conflicts = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.server, name)
+
+    async def replace_config_map(
+        self, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            return await self.server.replace_config_map(namespace, name, body)
+        except ApiException as error:
+            if error.status == 409:
+                self.conflicts += 1
+            raise
 
 
 def agent(uid: str, name: str, *addresses: IPAddress) -> dict[str, Any]:
@@ -116,7 +143,7 @@ async def _no_report(report: ReloadReport) -> None:
 
 
 def allocator(
-    kube: FakeKube,
+    kube: FakeKube | OperatorClient,
     sleep: FakeSleep,
     on_reload: Callable[[ReloadReport], Awaitable[None]] = _no_report,
 ) -> NetworkAllocator:
@@ -124,7 +151,7 @@ def allocator(
         kube,  # type: ignore[arg-type]  # duck-typed: the methods the allocator calls
         "reef-system",
         "default",
-        SPEC,
+        kube.spec,
         on_reload,
         sleep=sleep,
         jitter=lambda: 1.0,
