@@ -39,7 +39,7 @@ from reef.agent.reporting import Reporter
 from reef.agent.resolver import DNS_TIMEOUT_SECONDS, Resolver
 from reef.agent.status import StatusReporter
 from reef.agent.watches import Watches
-from reef.api.models import MeshAgent, parse_mesh_agent
+from reef.api.models import MeshAgent
 from reef.dataplane import DataplaneError, Key
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
@@ -174,7 +174,7 @@ class Agent:
             body = patched
         problem = bootstrap.endpoint(self.settings, self._watches.node(), network).problem
         await self._reporter.endpoint_problem(body, problem)
-        me = parse_mesh_agent(body)
+        me = self._watches.own(body)
         if not me.status.addresses:
             try:
                 await self._config.prepare(network)

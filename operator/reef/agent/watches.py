@@ -13,7 +13,7 @@ from typing import Any
 from reef.agent.health import ALLOCATED
 from reef.agent.informer import Informer
 from reef.api import names
-from reef.api.models import MeshNetwork, parse_mesh_network
+from reef.api.models import MeshAgent, MeshNetwork, parse_mesh_agent, parse_mesh_network
 from reef.kube.client import Kube
 from reef.settings import AgentSettings
 
@@ -51,6 +51,8 @@ class Watches:
         self.nodes: Informer | None = None
         self._network_body: Body | None = None
         self._network_parsed: MeshNetwork | None = None
+        self._own_body: Body | None = None
+        self._own_parsed: MeshAgent | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, changed: Callable[[], None]) -> None:
         settings = self._settings
@@ -115,6 +117,14 @@ class Watches:
             self._network_parsed = parse_mesh_network(body)
             self._network_body = body
         return self._network_parsed
+
+    def own(self, body: Body) -> MeshAgent:
+        """Our MeshAgent ``body`` (the informer's, or a write's answer) parsed once per
+        version, not on every sync: health ticks and others' events re-sync as well."""
+        if body is not self._own_body or self._own_parsed is None:
+            self._own_parsed = parse_mesh_agent(body)
+            self._own_body = body
+        return self._own_parsed
 
     def node(self) -> Body | None:
         """Our Node object; None for a host that is no Node (or when Nodes are unreadable)."""

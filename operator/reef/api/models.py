@@ -184,14 +184,20 @@ def _parse_networks(texts: Iterable[Any]) -> tuple[IPNetwork, ...]:
     return tuple(parsed)
 
 
-def parse_mesh_agent(body: dict[str, Any]) -> MeshAgent:
+def parse_mesh_agent(body: Any) -> MeshAgent:
     """Read a MeshAgent from an API object (a kopf body or a client dict)."""
-    return MeshAgent.model_validate(plain(body))
+    return MeshAgent.model_validate(_plain_top(body))
 
 
-def parse_mesh_network(body: dict[str, Any]) -> MeshNetwork:
+def parse_mesh_network(body: Any) -> MeshNetwork:
     """Read a MeshNetwork from an API object (a kopf body or a client dict)."""
-    return MeshNetwork.model_validate(plain(body))
+    return MeshNetwork.model_validate(_plain_top(body))
+
+
+def _plain_top(body: Any) -> Any:
+    """A dict is already plain (client JSON, or :func:`plain`'s copy of a kopf body): no
+    second deep copy of it; only a kopf view is copied."""
+    return body if isinstance(body, dict) else plain(body)
 
 
 def plain(body: Any) -> Any:

@@ -19,7 +19,7 @@ from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
 from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
 from reef.operator.preflight import check_pools
-from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
+from reef.operator.reconcile_agent import read_agent, reconcile_agent, retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
 
@@ -106,15 +106,18 @@ async def handle_event_meshagent(
     if _settled(body) and event["type"] != "DELETED":
         context.note_settled(body)
         return
-    agent = plain(body)
+    raw = plain(body)
     if event["type"] == "DELETED":
-        network = context.forget_agent(agent)
+        network = context.forget_agent(raw)
         if network is not None and is_deleting(network.body):
             # One member fewer: maybe the network's deletion can finish now.
             name = network.network.metadata.name
             context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
         return
-    await reconcile_agent(context, agent)
+    # Parsed here, once: the reconcile and its writes get the model and this plain copy.
+    agent = read_agent(raw)
+    if agent is not None:
+        await reconcile_agent(context, agent, raw)
 
 
 def _settled(body: kopf.Body) -> bool:

@@ -36,29 +36,35 @@ log = logging.getLogger(__name__)
 PENDING = "Pending"
 
 
-async def reconcile_agent(ctx: OperatorContext, body: dict[str, Any]) -> None:
-    """Settle one MeshAgent; a reconcile of the same object already running wins.
+def read_agent(body: dict[str, Any]) -> MeshAgent | None:
+    """The MeshAgent in ``body``, parsed once where it enters (a watch event, a LIST, a
+    fresh read); None, logged, when it is unreadable."""
+    try:
+        return parse_mesh_agent(body)
+    except ValidationError as error:
+        log.error("MeshAgent %s is unreadable: %s", body["metadata"].get("name"), error)
+        return None
+
+
+async def reconcile_agent(ctx: OperatorContext, agent: MeshAgent, body: dict[str, Any]) -> None:
+    """Settle one MeshAgent (``agent`` is ``body`` parsed; writes start from ``body``);
+    a reconcile of the same object already running wins.
 
     Watch events, the retry after a cool-down and the repair pass can all ask at once;
     one at a time per uid keeps the writes (and the metrics) single. A request that is
     dropped here is covered by the running one or, failing that, by the next repair.
     """
-    uid = body["metadata"].get("uid", "")
+    uid = agent.uid
     if uid in ctx.reconciling:
         return
     ctx.reconciling.add(uid)
     try:
-        await _reconcile(ctx, body)
+        await _reconcile(ctx, agent, body)
     finally:
         ctx.reconciling.discard(uid)
 
 
-async def _reconcile(ctx: OperatorContext, body: dict[str, Any]) -> None:
-    try:
-        agent = parse_mesh_agent(body)
-    except ValidationError as error:
-        log.error("MeshAgent %s is unreadable: %s", body["metadata"].get("name"), error)
-        return
+async def _reconcile(ctx: OperatorContext, agent: MeshAgent, body: dict[str, Any]) -> None:
     handle = ctx.networks.get(agent.spec.network)
     if agent.metadata.deletion_timestamp is not None:
         await _finish_deletion(ctx, handle, agent, body)
@@ -161,12 +167,13 @@ async def retry_unsettled(ctx: OperatorContext, network: str) -> None:
     that failed, were refused, or were dropped while another reconcile ran."""
     bodies = await ctx.kube.list_agents(network)
     waiting = [
-        body
+        (agent, body)
         for body in bodies
         if not (body.get("status") or {}).get("addresses")
         or body["metadata"].get("deletionTimestamp")
+        if (agent := read_agent(body)) is not None
     ]
-    await asyncio.gather(*(reconcile_agent(ctx, body) for body in waiting))
+    await asyncio.gather(*(reconcile_agent(ctx, agent, body) for agent, body in waiting))
 
 
 def schedule_retry_after_cooldown(ctx: OperatorContext, handle: NetworkHandle) -> None:

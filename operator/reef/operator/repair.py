@@ -20,7 +20,7 @@ from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.operator.agent_writes import clear_duplicate
 from reef.operator.context import NetworkHandle, OperatorContext
-from reef.operator.reconcile_agent import reconcile_agent, retry_unsettled
+from reef.operator.reconcile_agent import read_agent, reconcile_agent, retry_unsettled
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,8 @@ async def _resolve_duplicate(
     )
     if cleared and latest is not None:
         await ctx.recorder.record(body, EventType.WARNING, Reason.ADDRESS_CONFLICT, message)
-        await reconcile_agent(ctx, latest)
+        if (agent := read_agent(latest)) is not None:
+            await reconcile_agent(ctx, agent, latest)
 
 
 class RepairScheduler:
