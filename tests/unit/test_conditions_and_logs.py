@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from reef.api.conditions import condition_changed, set_condition
+from reef.api.conditions import set_condition
 from reef.api.durations import parse_duration
 from reef.observability.logs import json_formatter
 
@@ -59,18 +59,6 @@ def test_setting_one_condition_keeps_the_others() -> None:
     )
     assert mine[0] == theirs[0]
     assert [c["type"] for c in mine] == ["Allocated", "Ready"]
-
-
-def test_condition_changed_ignores_the_transition_time() -> None:
-    existing = set_condition(
-        [], type_="Ready", status="True", reason="R", message="m", observed_generation=3, now=T0
-    )
-    assert not condition_changed(
-        existing, type_="Ready", status="True", reason="R", message="m", observed_generation=3
-    )
-    assert condition_changed(
-        existing, type_="Ready", status="True", reason="R", message="other", observed_generation=3
-    )
 
 
 @pytest.mark.parametrize(

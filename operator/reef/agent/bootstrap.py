@@ -34,7 +34,10 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 async def own_ref(kube: Kube, node_name: str) -> Body:
-    """Our MeshAgent for an Event, read directly (the informers may not run yet)."""
+    """Our MeshAgent for an Event, read directly (the informers may not run yet).
+
+    Any failure, not only an API error, falls back to a reference by name: the Event
+    is best effort, and the exit it accompanies must not turn into a traceback."""
     try:
         body: Body = await kube.get_agent(node_name)
     except Exception:

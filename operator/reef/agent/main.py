@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from reef.agent import ports
 from reef.agent.agent import Agent
+from reef.agent.bootstrap import own_ref
 from reef.kube.client import Kube, load_api_client
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
@@ -45,10 +46,7 @@ async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
     """The Event on our MeshAgent (or, before the first registration, on its name)."""
     kube = Kube(load_api_client(settings, 1), 1)
     try:
-        try:
-            involved = await kube.get_agent(settings.node_name)
-        except Exception:
-            involved = {"kind": "MeshAgent", "metadata": {"name": settings.node_name}}
+        involved = await own_ref(kube, settings.node_name)
         await EventRecorder(kube, "agent").record(
             involved, EventType.WARNING, Reason.PORT_IN_USE, message
         )

@@ -52,24 +52,3 @@ def set_condition(
     else:
         conditions[conditions.index(previous)] = updated
     return conditions
-
-
-def condition_changed(
-    existing: Iterable[dict[str, Any]],
-    *,
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    observed_generation: int,
-) -> bool:
-    """True when writing this condition would change anything an observer can see."""
-    for condition in existing:
-        if condition.get("type") == type_:
-            return (
-                condition.get("status"),
-                condition.get("reason"),
-                condition.get("message"),
-                condition.get("observedGeneration"),
-            ) != (status, reason, message, observed_generation)
-    return True

@@ -29,6 +29,7 @@ from kubernetes import client
 from reef.api import names
 from reef.kube.client import Kube
 from reef.kube.writes import NOT_FOUND, ApiException
+from reef.operator.coalesced import run_coalesced
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +127,12 @@ class ClusterRanges:
         self._wanted.set()
 
     async def run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            self._wanted.clear()
-            try:
-                await self._publish()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not publish the cluster's ranges on the MeshNetworks")
+        await run_coalesced(
+            self._wanted,
+            self._publish,
+            log=log,
+            failure="could not publish the cluster's ranges on the MeshNetworks",
+        )
 
     async def _publish(self) -> None:
         wanted = self.prefixes()

@@ -22,6 +22,7 @@ from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
+from reef.operator.coalesced import run_coalesced
 from reef.operator.network_allocator import NetworkAllocator
 from reef.operator.reachability import Reachability
 
@@ -72,15 +73,12 @@ class NetworkStatusWriter:
         await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        while True:
-            await self._wanted.wait()
-            self._wanted.clear()
-            try:
-                await self._refresh()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("could not update the status of MeshNetwork %s", self._allocator.name)
+        await run_coalesced(
+            self._wanted,
+            self._refresh,
+            log=log,
+            failure=f"could not update the status of MeshNetwork {self._allocator.name}",
+        )
 
     async def _refresh(self) -> None:
         async def read(ledger: Ledger) -> NetworkStats:

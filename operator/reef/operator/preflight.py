@@ -37,7 +37,7 @@ async def _used_ranges(context: OperatorContext) -> tuple[list[UsedRange], list[
     used: list[UsedRange] = []
     try:
         used += ranges_of_nodes(await context.kube.list_nodes())
-    except Exception as error:
+    except ApiException as error:
         log.warning("pool preflight: cannot list Nodes (%s); node ranges not checked", error)
     try:
         used += ranges_of_service_cidrs(await context.kube.list_service_cidrs())
