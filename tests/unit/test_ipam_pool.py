@@ -16,12 +16,10 @@ from reef.ipam import (
     decode_key,
     encode_key,
     parse_shard_id,
-    shard_configmap_name,
     shard_id_of,
 )
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-.a-z0-9]{0,251}[a-z0-9])?")
 CONFIGMAP_KEY = re.compile(r"[-._a-zA-Z0-9]+")
 
 
@@ -104,15 +102,3 @@ def test_configmap_key_round_trips_and_is_a_valid_key(address: IPv4Address | IPv
 def test_decode_key_refuses_non_canonical_keys(key: str) -> None:
     with pytest.raises(ValueError, match=r".+"):
         decode_key(key)
-
-
-def test_configmap_name_stays_a_unique_dns_subdomain_for_long_network_names() -> None:
-    shard = "v6-fd000000000000000000000000000000"
-    assert shard_configmap_name("default", "v4-100-64-0-0") == "reef-ipam-default-v4-100-64-0-0"
-    long_a, long_b = "a" * 240 + "x", "a" * 240 + "y"
-    name_a, name_b = shard_configmap_name(long_a, shard), shard_configmap_name(long_b, shard)
-    assert name_a != name_b
-    for name in (name_a, name_b):
-        assert len(name) <= 253
-        assert DNS_SUBDOMAIN.fullmatch(name)
-        assert name.endswith(shard)

@@ -7,7 +7,7 @@ Typical use by the operator::
     ledger, problems = decode_ledger(cidrs, shards, Policy(cooldown, retention))
     batch = allocate(ledger, [AllocationRequest(uid, name, requested)], now)
     for shard in batch.changed_shards:  # replace (PUT) with resourceVersion, not a merge patch
-        write(shard_configmap_name(net, shard), ledger.encode_shard(shard))
+        store.write(shard, ledger.encode_shard(shard))  # the operator names the ConfigMap
 
 See ``reef.ipam.ledger`` for the write/retry protocol and ``reef.ipam.allocator`` for
 the allocation order (fresh first, longest-free reuse, sticky names, cool-down).
@@ -40,7 +40,6 @@ from reef.ipam.pool import (
     decode_key,
     encode_key,
     parse_shard_id,
-    shard_configmap_name,
     shard_id_of,
 )
 from reef.ipam.repair import (
@@ -87,6 +86,5 @@ __all__ = [
     "parse_shard_id",
     "plan_repair",
     "recreate_entries",
-    "shard_configmap_name",
     "shard_id_of",
 ]

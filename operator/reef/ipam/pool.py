@@ -22,7 +22,6 @@ and is a valid DNS label: ``v4-100-64-4-0`` or ``v6-`` + 32 hex digits.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -34,8 +33,6 @@ SHARD_SIZE = 1 << SHARD_BITS
 
 _V6_SHARD_RE = re.compile(r"v6-([0-9a-f]{32})")
 _V4_SHARD_RE = re.compile(r"v4-(\d{1,3})-(\d{1,3})-(\d{1,3})-(\d{1,3})")
-#: ConfigMap names are DNS subdomains: at most 253 characters.
-_MAX_OBJECT_NAME = 253
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,17 +117,6 @@ def parse_shard_id(text: str) -> tuple[int, int] | None:
     if start % SHARD_SIZE:
         return None
     return version, block_of(start)
-
-
-def shard_configmap_name(network: str, shard: str) -> str:
-    """``reef-ipam-<network>-<shard>``; if that exceeds 253 characters the network part is
-    shortened and suffixed with a hash of the full name, so names stay unique."""
-    name = f"reef-ipam-{network}-{shard}"
-    if len(name) <= _MAX_OBJECT_NAME:
-        return name
-    digest = hashlib.sha256(network.encode()).hexdigest()[:10]
-    room = _MAX_OBJECT_NAME - len(f"reef-ipam--{digest}-{shard}")
-    return f"reef-ipam-{network[:room].rstrip('.-')}-{digest}-{shard}"
 
 
 def encode_key(address: IPAddress) -> str:

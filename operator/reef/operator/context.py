@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from reef.api.models import MeshNetwork, parse_mesh_network
-from reef.ipam import Problem, shard_configmap_name
+from reef.ipam import Problem
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
@@ -39,7 +39,7 @@ def unreadable_entry_message(store: LedgerStore, problem: Problem) -> str:
     return (
         f"ledger shard {problem.shard}, key {problem.key!r}: {problem.message}. The address"
         " stays out of the pool; fix or delete the key in ConfigMap"
-        f" {store.namespace}/{shard_configmap_name(store.network, problem.shard)}."
+        f" {store.namespace}/{store.configmap_name(problem.shard)}."
     )
 
 

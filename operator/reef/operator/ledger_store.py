@@ -6,21 +6,35 @@ That, not kopf peering or a Lease, is what keeps two operators from handing out 
 address twice.
 """
 
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
 from reef.api import names
-from reef.ipam import parse_shard_id, shard_configmap_name
+from reef.ipam import parse_shard_id
 from reef.kube.client import Kube
 from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException
 
 log = logging.getLogger(__name__)
 
 SHARD_LABEL = f"{names.GROUP}/shard"
+#: ConfigMap names are DNS subdomains: at most 253 characters.
+MAX_OBJECT_NAME = 253
 #: How many of our own recent writes per shard we recognise in (possibly late) watch events.
 RECENT_VERSIONS = 32
+
+
+def shard_configmap_name(network: str, shard: str) -> str:
+    """``reef-ipam-<network>-<shard>``; if that exceeds 253 characters the network part is
+    shortened and suffixed with a hash of the full name, so names stay unique."""
+    name = f"reef-ipam-{network}-{shard}"
+    if len(name) <= MAX_OBJECT_NAME:
+        return name
+    digest = hashlib.sha256(network.encode()).hexdigest()[:10]
+    room = MAX_OBJECT_NAME - len(f"reef-ipam--{digest}-{shard}")
+    return f"reef-ipam-{network[:room].rstrip('.-')}-{digest}-{shard}"
 
 
 class ShardVanishedError(Exception):
@@ -38,6 +52,10 @@ class LedgerStore:
         #: events about them are our own echo, not someone else's edit.
         self._recent: dict[str, deque[str]] = {}
         self._in_flight: set[str] = set()
+
+    def configmap_name(self, shard: str) -> str:
+        """The ConfigMap that holds ``shard`` of this network's ledger."""
+        return shard_configmap_name(self.network, shard)
 
     @property
     def selector(self) -> str:
@@ -69,7 +87,7 @@ class LedgerStore:
 
     async def load_one(self, shard: str) -> dict[str, str]:
         """Re-read one shard after a failed write; raises ShardVanishedError if it is gone."""
-        name = shard_configmap_name(self.network, shard)
+        name = self.configmap_name(shard)
         try:
             item = await self._kube.read_config_map(self.namespace, name)
         except ApiException as error:
@@ -82,7 +100,7 @@ class LedgerStore:
 
     async def write(self, shard: str, data: Mapping[str, str]) -> bool:
         """Compare-and-swap one shard; False means someone else wrote first (re-read it)."""
-        name = shard_configmap_name(self.network, shard)
+        name = self.configmap_name(shard)
         known = self.versions.get(shard)
         metadata: dict[str, Any] = {
             "name": name,
