@@ -48,6 +48,7 @@ from reef.agent.peers import (
 from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology, parse_mesh_agent
 from reef.dataplane import Key, PeerSpec
 from reef.dataplane.spec import IPAddress, IPNetwork
+from reef.multimap import discard_member
 
 Body = dict[str, Any]
 
@@ -118,16 +119,16 @@ class _Overlaps:
 
     def remove(self, name: str, key: Key | None, member: _Member | None) -> None:
         if key is not None:
-            _discard(self._keys, key, name)
+            discard_member(self._keys, key, name)
         if member is None:
             return
         for net in member.addresses:
             version, first, _ = cidr_span(net)
-            _discard(self._hosts, (version, first), name)
+            discard_member(self._hosts, (version, first), name)
             _remove_sorted(self._host_starts[version], (first, name))
         for net in member.extras:
             version, first, _ = cidr_span(net)
-            _discard(self._extras, (version, first, net.prefixlen), name)
+            discard_member(self._extras, (version, first, net.prefixlen), name)
             _remove_sorted(self._extra_starts[version], (first, name))
 
     def shared(self, name: str, key: Key | None, member: _Member | None) -> bool:
@@ -155,14 +156,6 @@ class _Overlaps:
 
     def _inside_extra(self, net: IPNetwork, name: str) -> bool:
         return any(_others(self._extras.get(key), name) for key in supernet_keys(net))
-
-
-def _discard(index: dict[Any, set[str]], key: Any, name: str) -> None:
-    holders = index.get(key)
-    if holders is not None:
-        holders.discard(name)
-        if not holders:
-            del index[key]
 
 
 def _remove_sorted(entries: list[tuple[int, str]], entry: tuple[int, str]) -> None:

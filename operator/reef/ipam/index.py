@@ -30,6 +30,7 @@ from datetime import datetime
 from reef.ipam.codec import DecodedShard
 from reef.ipam.model import EntryState, Owner
 from reef.ipam.pool import Pool, block_of
+from reef.multimap import discard_member
 
 
 class PoolIndex:
@@ -123,10 +124,10 @@ class PoolIndex:
         if owner is None:
             return
         if owner.state is EntryState.ALLOCATED:
-            _discard(self.by_uid, owner.uid, value)
+            discard_member(self.by_uid, owner.uid, value)
             self.allocated_count -= 1
         else:
-            _discard(self.released_by_name, owner.name, value)
+            discard_member(self.released_by_name, owner.name, value)
             self.released_count -= 1
 
     def _rebuild_released_heap(self) -> None:
@@ -160,11 +161,3 @@ class PoolIndex:
                 return since, value
             heapq.heappop(self.released_heap)
         return None
-
-
-def _discard(index: dict[str, set[int]], key: str, value: int) -> None:
-    values = index.get(key)
-    if values is not None:
-        values.discard(value)
-        if not values:
-            del index[key]
