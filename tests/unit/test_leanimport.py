@@ -121,7 +121,7 @@ from reef.leanimport import import_skipping_package_init
 incluster.SERVICE_TOKEN_FILENAME, incluster.SERVICE_CERT_FILENAME = sys.argv[1:3]
 from reef.kube.client import Kube, client, load_api_client
 from reef.settings import AgentSettings
-kube = Kube(load_api_client(AgentSettings(), 1), 1)
+kube = Kube(load_api_client(AgentSettings.from_environment(), 1), 1)
 reference = client.V1ObjectReference(name="y")
 client.CoreV1Event(metadata=client.V1ObjectMeta(name="x"), involved_object=reference)
 print(kube.api_client.configuration.host, "kubernetes.config.kube_config" in sys.modules)

@@ -16,8 +16,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from reef.api import names
-from reef.kube.client import Kube, watch
+from reef.kube.client import Kube, custom_path, watch
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,8 @@ class Informer:
             self._list_call: Callable[..., Any] = kube.list_node_raw
             self._list_args: tuple[str, ...] = ()
         else:
-            self._list_call = kube.custom.list_cluster_custom_object
-            self._list_args = (names.GROUP, names.VERSION, plural)
+            self._list_call = kube.list_raw
+            self._list_args = (custom_path(plural),)
         self.objects: dict[str, Body] = {}
         self.synced = asyncio.Event()
         #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).

@@ -58,7 +58,7 @@ async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
 
 def run_agent() -> int:
     try:
-        settings = AgentSettings()
+        settings = AgentSettings.from_environment()
     except ValidationError as error:
         print(f"reef agent: invalid settings (REEF_* environment variables):\n{error}")
         return 2

@@ -92,13 +92,7 @@ class RegistrationError(RuntimeError):
 async def create(kube: Kube, registration: Registration) -> Body | None:
     """Create our MeshAgent; None when it already exists."""
     try:
-        created: Body = await kube.call(
-            kube.custom.create_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            registration.body(),
-        )
+        created = await kube.create_agent(registration.body())
     except ApiException as error:
         if error.status == CONFLICT:
             return None

@@ -32,6 +32,7 @@ __all__ = [
     "ApiException",
     "Kube",
     "client",
+    "custom_path",
     "is_status",
     "load_api_client",
     "watch",
@@ -45,12 +46,29 @@ APPLY_PATCH = "application/apply-patch+yaml"
 #: Query options of the raw calls, as the generated APIs name them, to the API's names.
 _QUERY_NAMES = {
     "allow_watch_bookmarks": "allowWatchBookmarks",
+    "field_manager": "fieldManager",
     "field_selector": "fieldSelector",
+    "force": "force",
     "label_selector": "labelSelector",
     "resource_version": "resourceVersion",
     "timeout_seconds": "timeoutSeconds",
     "watch": "watch",
 }
+
+
+def custom_path(
+    plural: str,
+    name: str | None = None,
+    subresource: str | None = None,
+    group: str = names.GROUP,
+    version: str = names.VERSION,
+) -> str:
+    """The API path of a cluster-scoped custom resource collection, object or subresource."""
+    path = f"/apis/{group}/{version}/{plural}"
+    for part in (name, subresource):
+        if part is not None:
+            path += f"/{part}"
+    return path
 
 
 def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
@@ -81,7 +99,6 @@ class Kube:
 
     def __init__(self, api_client: Any, workers: int = 16) -> None:
         self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._ledger_executor = ThreadPoolExecutor(
             max_workers=LEDGER_THREADS, thread_name_prefix="ledger"
@@ -96,6 +113,16 @@ class Kube:
         core calls (its Node, Events) go through :meth:`request`.
         """
         return client.CoreV1Api(self.api_client)
+
+    @functools.cached_property
+    def custom(self) -> Any:
+        """The generated custom-objects API, built on first use (nothing in reef asks).
+
+        Constructing it imports a module of pydantic-validated signatures (~50 ms on the
+        agent's start path, docs/benchmarks.md); reef's custom-object calls are made
+        through :meth:`request` against the paths of :func:`custom_path` instead.
+        """
+        return client.CustomObjectsApi(self.api_client)
 
     def request(
         self,
@@ -133,9 +160,26 @@ class Kube:
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
-    def request_json(self, method: str, path: str, body: Any = None) -> Any:
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         """:meth:`request`, its response read (which frees the connection) and parsed."""
-        return json.loads(self.request(method, path, body=body).data)
+        return json.loads(self.request(method, path, query, body, content_type).data)
+
+    def list_raw(self, path: str, **options: Any) -> Any:
+        """GET a collection (``watch=True``: its watch) with the options of a generated list.
+
+        Made to be handed to ``watch.Watch().stream``: no return annotation or docstring
+        return type, so the stream leaves every object as plain JSON.
+        """
+        options.pop("_preload_content", None)  # always unread: the caller parses JSON
+        return self.request("GET", path, options)
 
     def list_node_raw(self, **options: Any) -> Any:
         """GET /api/v1/nodes (``watch=True``: the watch) with the options of ``list_node``.
@@ -157,53 +201,44 @@ class Kube:
         self._ledger_executor.shutdown(wait=False, cancel_futures=True)
         self.api_client.close()
 
-    # MeshAgents and MeshNetworks (cluster-scoped custom objects)
+    # MeshAgents and MeshNetworks (cluster-scoped custom objects), as plain JSON
 
-    async def get_agent(self, name: str) -> dict[str, Any]:
+    async def _custom(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.call(
-            self.custom.get_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            name,
+            self.request_json, method, path, body, query=query, content_type=content_type
         )
         return result
+
+    async def get_agent(self, name: str) -> dict[str, Any]:
+        return await self._custom("GET", custom_path(names.MESH_AGENT_PLURAL, name))
 
     async def read_agent(self, name: str) -> dict[str, Any] | None:
         """The MeshAgent as the API server has it now; None once it is gone."""
         return await read_or_none(self.get_agent(name))
 
+    async def create_agent(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._custom("POST", custom_path(names.MESH_AGENT_PLURAL), body=body)
+
     async def list_agents(self, network: str | None = None) -> list[dict[str, Any]]:
         """All MeshAgents, or those of one network (a server-side field selector)."""
-        selector = {} if network is None else {"field_selector": f"spec.network={network}"}
-        result: dict[str, Any] = await self.call(
-            self.custom.list_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            **selector,
-        )
-        return list(result.get("items", []))
+        selector = None if network is None else {"field_selector": f"spec.network={network}"}
+        listed = await self._custom("GET", custom_path(names.MESH_AGENT_PLURAL), selector)
+        return list(listed.get("items") or [])
 
     async def list_networks(self) -> list[dict[str, Any]]:
-        result: dict[str, Any] = await self.call(
-            self.custom.list_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-        )
-        return list(result.get("items", []))
+        listed = await self._custom("GET", custom_path(names.MESH_NETWORK_PLURAL))
+        return list(listed.get("items") or [])
 
     async def read_network(self, name: str) -> dict[str, Any] | None:
         """The MeshNetwork as the API server has it now; None once it is gone."""
-        read = self.call(
-            self.custom.get_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-            name,
-        )
-        return await read_or_none(read)
+        return await read_or_none(self._custom("GET", custom_path(names.MESH_NETWORK_PLURAL, name)))
 
     async def patch_agent(self, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch (or JSON-patch, for a list body) a MeshAgent's metadata/spec."""
@@ -212,21 +247,14 @@ class Kube:
             if isinstance(body, list)
             else "application/merge-patch+json"
         )
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            name,
-            body,
-            _content_type=content_type,
-        )
-        return result
+        path = custom_path(names.MESH_AGENT_PLURAL, name)
+        return await self._custom("PATCH", path, body=body, content_type=content_type)
 
     async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
-        return await self._patch_status(
-            plural, name, body, _content_type="application/merge-patch+json"
+        path = custom_path(plural, name, "status")
+        return await self._custom(
+            "PATCH", path, body=body, content_type="application/merge-patch+json"
         )
 
     async def apply_status(
@@ -257,23 +285,13 @@ class Kube:
             "metadata": metadata,
             "status": status,
         }
-        return await self._patch_status(
-            plural, name, body, field_manager=manager, force=True, _content_type=APPLY_PATCH
-        )
-
-    async def _patch_status(
-        self, plural: str, name: str, body: Any, **options: Any
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object_status,
-            names.GROUP,
-            names.VERSION,
-            plural,
-            name,
+        return await self._custom(
+            "PATCH",
+            custom_path(plural, name, "status"),
+            {"field_manager": manager, "force": True},
             body,
-            **options,
+            APPLY_PATCH,
         )
-        return result
 
     # ConfigMaps (the ledger). They are on the allocation critical path: every batch
     # waits for its shard write. So they run on their own threads, never queued behind
@@ -320,25 +338,19 @@ class Kube:
         return await self.list_plain(self.list_node_raw)
 
     async def list_service_cidrs(self) -> list[dict[str, Any]]:
-        return await self.list_plain(
-            self.custom.list_cluster_custom_object, "networking.k8s.io", "v1", "servicecidrs"
-        )
+        return await self.list_plain(self.list_raw, "/apis/networking.k8s.io/v1/servicecidrs")
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._ledger_call(self.core.delete_namespaced_config_map, name, namespace)
 
     async def patch_network(self, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a MeshNetwork's metadata (the operator's finalizer)."""
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-            name,
-            body,
-            _content_type="application/merge-patch+json",
+        return await self._custom(
+            "PATCH",
+            custom_path(names.MESH_NETWORK_PLURAL, name),
+            body=body,
+            content_type="application/merge-patch+json",
         )
-        return result
 
     async def replace_config_map(
         self, namespace: str, name: str, body: dict[str, Any]
