@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reef.api import names
+from reef.kube.kubeconfig import configure_static
 from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException, is_status, read_or_none
 from reef.leanimport import import_skipping_package_init
 from reef.settings import KubeSettings
@@ -74,7 +75,13 @@ def custom_path(
 def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
     """An ApiClient from the kubeconfig named in settings, or in-cluster credentials."""
     configuration = client.Configuration()
-    if settings.kubeconfig is not None:
+    if settings.kubeconfig is None:
+        (incluster_config,) = import_skipping_package_init(
+            ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
+        )
+        incluster_config.load_incluster_config(client_configuration=configuration)
+    elif not configure_static(configuration, settings.kubeconfig, settings.kube_context):
+        # Plugins (exec, auth-provider) and other forms: the library's loader knows them.
         (kube_config,) = import_skipping_package_init(
             ["kubernetes", "kubernetes.config"], ["kubernetes.config.kube_config"]
         )
@@ -83,11 +90,6 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
             context=settings.kube_context,
             client_configuration=configuration,
         )
-    else:
-        (incluster_config,) = import_skipping_package_init(
-            ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
-        )
-        incluster_config.load_incluster_config(client_configuration=configuration)
     # One HTTP connection per worker thread (and the ledger's own threads), so concurrent
     # calls neither queue on the pool nor open and drop TLS connections.
     configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS
