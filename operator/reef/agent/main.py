@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from reef.agent import ports
 from reef.agent.agent import Agent
+from reef.agent.early import EarlyRegistration
 from reef.kube.client import Kube, load_api_client
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason
@@ -26,9 +27,11 @@ log = logging.getLogger(__name__)
 API_WORKERS = 4
 
 
-async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
+async def _main(
+    settings: AgentSettings, probes: ProbeServer, early: EarlyRegistration | None
+) -> int:
     kube = Kube(load_api_client(settings, API_WORKERS), API_WORKERS)
-    agent = Agent(settings, kube)
+    agent = Agent(settings, kube, early)
     loop = asyncio.get_running_loop()
     probes.attach(loop, agent.readiness)
     report_readiness(agent.readiness)
@@ -56,7 +59,8 @@ async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
         kube.close()
 
 
-def run_agent() -> int:
+def run_agent(early: EarlyRegistration | None = None) -> int:
+    """``reef agent``; ``early``: the MeshAgent reef.agent.early created, if it did."""
     try:
         settings = AgentSettings.from_environment()
     except ValidationError as error:
@@ -95,6 +99,6 @@ def run_agent() -> int:
         settings.interface,
     )
     try:
-        return asyncio.run(_main(settings, probes))
+        return asyncio.run(_main(settings, probes, early))
     finally:
         probes.stop()

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reef.api import names
-from reef.kube.client import Kube
 from reef.kube.writes import CONFLICT, ApiException, compare_and_swap
+
+if TYPE_CHECKING:  # the body alone is built before the client is imported (reef.agent.early)
+    from reef.kube.client import Kube
 
 log = logging.getLogger(__name__)
 
