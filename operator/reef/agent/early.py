@@ -19,13 +19,10 @@ MeshAgent already registered, which the next start adopts.
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import os
-import ssl
 import time
-import types
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -36,16 +33,11 @@ from reef.agent.endpoint import choose_endpoint
 from reef.agent.keys import load_or_create_key
 from reef.agent.registration import Registration
 from reef.api import names
-from reef.kube.kubeconfig import configure_static
+from reef.kube.http import HttpTransport, connect
+from reef.kube.writes import ApiException
 from reef.observability.logs import configure_logging
 
 log = logging.getLogger(__name__)
-
-#: Each call's socket timeout: past it, the agent proper takes over (it retries).
-TIMEOUT_SECONDS = 2.0
-
-#: What the service-account admission mounts into every pod (the in-cluster loader's paths).
-SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 #: The agent settings read here, with their defaults (tests/unit keep them equal to
 #: reef.settings.AgentSettings, which cannot be imported here: it is pydantic).
@@ -80,85 +72,32 @@ def _settings(environment: Mapping[str, str]) -> dict[str, str | None]:
     }
 
 
-class _Api:
-    """One HTTPS connection to the API server, JSON in and out."""
-
-    def __init__(self, server: str, context: ssl.SSLContext, authorization: str | None) -> None:
-        url = urllib.parse.urlsplit(server)
-        if url.scheme != "https" or url.hostname is None:
-            raise _SkipError(f"server {server!r} is not https")
-        self._prefix = url.path.rstrip("/")
-        self._authorization = authorization
-        self._connection = http.client.HTTPSConnection(
-            url.hostname, url.port or 443, context=context, timeout=TIMEOUT_SECONDS
-        )
-
-    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        headers = {"Accept": "application/json"}
-        if self._authorization:
-            headers["Authorization"] = self._authorization
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        self._connection.request(method, self._prefix + path, body=data, headers=headers)
-        response = self._connection.getresponse()
-        payload = response.read()
-        return response.status, json.loads(payload) if payload else {}
-
-    def close(self) -> None:
-        self._connection.close()
+#: Each call's socket timeout: past it, the agent proper takes over (it retries).
+TIMEOUT_SECONDS = 2.0
 
 
-def _context(
-    ca_file: str | None, verify: bool, cert: str | None, key: str | None
-) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=ca_file)
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    if cert is not None:
-        context.load_cert_chain(cert, key)
-    return context
+def _json(transport: HttpTransport, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    return json.loads(transport.request(method, path, body=data, timeout=TIMEOUT_SECONDS).data)
 
 
-def _connect(settings: Mapping[str, str | None], environment: Mapping[str, str]) -> _Api:
-    """The API server, by the credentials the agent proper would use."""
-    if settings["kubeconfig"] is None:
-        host = environment.get("KUBERNETES_SERVICE_HOST")
-        port = environment.get("KUBERNETES_SERVICE_PORT")
-        if not host or not port:
-            raise _SkipError("neither REEF_KUBECONFIG nor in-cluster credentials")
-        if ":" in host:
-            host = f"[{host}]"
-        token = (SERVICE_ACCOUNT / "token").read_text().strip()
-        context = _context(str(SERVICE_ACCOUNT / "ca.crt"), True, None, None)
-        return _Api(f"https://{host}:{port}", context, f"Bearer {token}")
-    found = types.SimpleNamespace(api_key={}, tls_server_name=None)
-    if not configure_static(found, Path(settings["kubeconfig"]), settings["kube_context"]):
-        raise _SkipError("the kubeconfig needs the client library's loader")
-    if found.tls_server_name is not None:
-        raise _SkipError("tls-server-name is left to the client library")
-    context = _context(found.ssl_ca_cert, found.verify_ssl, found.cert_file, found.key_file)
-    return _Api(found.host, context, found.api_key.get("BearerToken"))
-
-
-def _listen_port(api: _Api, network: str) -> int:
+def _listen_port(api: HttpTransport, network: str) -> int:
+    """The MeshNetwork's port; ApiException 404 when it does not exist (yet)."""
     path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_NETWORK_PLURAL}/{network}"
-    status, body = api.call("GET", path)
-    if status != 200:
-        raise _SkipError(f"MeshNetwork {network}: HTTP {status}")
+    body = _json(api, "GET", path)
     port = (body.get("spec") or {}).get("listenPort", 51820)
     if not isinstance(port, int):
         raise _SkipError(f"MeshNetwork {network}: listenPort {port!r}")
     return port
 
 
-def _node(api: _Api, name: str) -> dict[str, Any] | None:
+def _node(api: HttpTransport, name: str) -> dict[str, Any] | None:
     """Our Node, by the list the agent's RBAC and its Node informer use; None if unseen."""
     query = urllib.parse.urlencode({"fieldSelector": f"metadata.name={name}"})
-    status, body = api.call("GET", f"/api/v1/nodes?{query}")
-    items = body.get("items") if status == 200 else None
+    try:
+        items = _json(api, "GET", f"/api/v1/nodes?{query}").get("items")
+    except ApiException:
+        return None  # e.g. 403: the agent proper treats its Node as optional too
     return items[0] if items else None
 
 
@@ -171,7 +110,12 @@ def _register(
     if settings["external_host"] is not None:
         raise _SkipError("an external host (its MeshAgent differs; the agent proper knows how)")
     key, _ = load_or_create_key(Path(key_dir), network)
-    api = _connect(settings, environment)
+    kubeconfig = settings["kubeconfig"]
+    api = connect(
+        None if kubeconfig is None else Path(kubeconfig), settings["kube_context"], environment
+    )
+    if api is None:
+        raise _SkipError("the kubeconfig needs the client library's loader")
     try:
         listen_port = _listen_port(api, network)
         node = _node(api, name)
@@ -186,11 +130,9 @@ def _register(
             node_uid=(node or {}).get("metadata", {}).get("uid"),
         )
         path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
-        status, created = api.call("POST", path, registration.body())
+        created = _json(api, "POST", path, registration.body())  # 409 if it exists
     finally:
         api.close()
-    if status != 201:
-        raise _SkipError(f"create MeshAgent {name}: HTTP {status} {created.get('reason', '')}")
     return EarlyRegistration(name, str(created["metadata"]["uid"]))
 
 

@@ -15,6 +15,7 @@ from reef.agent.agent import Agent
 from reef.agent.early import EarlyRegistration
 from reef.kube.client import Kube, load_api_client
 from reef.kube.events import EventRecorder
+from reef.kube.http import connect
 from reef.observability.events import EventType, Reason
 from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
@@ -27,10 +28,19 @@ log = logging.getLogger(__name__)
 API_WORKERS = 4
 
 
+def agent_kube(settings: AgentSettings, workers: int) -> Kube:
+    """The agent's API access: the standard-library transport (reef.kube.http) with
+    in-cluster credentials or a static kubeconfig; the official client for any other."""
+    transport = connect(settings.kubeconfig, settings.kube_context, os.environ)
+    if transport is None:
+        return Kube(load_api_client(settings, workers), workers)
+    return Kube(None, workers, transport)
+
+
 async def _main(
     settings: AgentSettings, probes: ProbeServer, early: EarlyRegistration | None
 ) -> int:
-    kube = Kube(load_api_client(settings, API_WORKERS), API_WORKERS)
+    kube = agent_kube(settings, API_WORKERS)
     agent = Agent(settings, kube, early)
     loop = asyncio.get_running_loop()
     probes.attach(loop, agent.readiness)
@@ -46,7 +56,7 @@ async def _main(
 
 async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
     """The Event on our MeshAgent (or, before the first registration, on its name)."""
-    kube = Kube(load_api_client(settings, 1), 1)
+    kube = agent_kube(settings, 1)
     try:
         try:
             involved = await kube.get_agent(settings.node_name)

@@ -14,17 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reef.api import names
+from reef.kube.http import DEFAULT_TIMEOUT_SECONDS, HttpTransport
 from reef.kube.kubeconfig import configure_static
 from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException, is_status, read_or_none
 from reef.leanimport import import_skipping_package_init
 from reef.settings import KubeSettings
 
 if TYPE_CHECKING:
-    from kubernetes import client, watch
+    from kubernetes import client
 else:
-    client, watch = import_skipping_package_init(
-        ["kubernetes"], ["kubernetes.client", "kubernetes.watch"]
-    )
+    (client,) = import_skipping_package_init(["kubernetes"], ["kubernetes.client"])
 
 __all__ = [
     "CONFLICT",
@@ -36,7 +35,6 @@ __all__ = [
     "custom_path",
     "is_status",
     "load_api_client",
-    "watch",
 ]
 
 #: Threads for ledger ConfigMap calls, apart from the general pool (see below).
@@ -99,8 +97,16 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
 class Kube:
     """The API calls reef makes, each awaitable; one instance per process."""
 
-    def __init__(self, api_client: Any, workers: int = 16) -> None:
+    def __init__(
+        self, api_client: Any | None, workers: int = 16, transport: HttpTransport | None = None
+    ) -> None:
+        """``transport``: the standard-library client (reef.kube.http) for :meth:`request`,
+        the agent's only kind of call; then ``api_client`` may be None (no generated APIs).
+        Without it, requests go through the official ``api_client``."""
+        if api_client is None and transport is None:
+            raise ValueError("Kube needs an ApiClient or an HttpTransport")
         self.api_client = api_client
+        self._http = transport
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._ledger_executor = ThreadPoolExecutor(
             max_workers=LEDGER_THREADS, thread_name_prefix="ledger"
@@ -114,7 +120,7 @@ class Kube:
         ~21 MiB to import, docs/benchmarks.md), so the agent never asks for it: its two
         core calls (its Node, Events) go through :meth:`request`.
         """
-        return client.CoreV1Api(self.api_client)
+        return client.CoreV1Api(self._official())
 
     @functools.cached_property
     def custom(self) -> Any:
@@ -124,7 +130,12 @@ class Kube:
         agent's start path, docs/benchmarks.md); reef's custom-object calls are made
         through :meth:`request` against the paths of :func:`custom_path` instead.
         """
-        return client.CustomObjectsApi(self.api_client)
+        return client.CustomObjectsApi(self._official())
+
+    def _official(self) -> Any:
+        if self.api_client is None:
+            raise RuntimeError("this Kube has no official client: only request() calls")
+        return self.api_client
 
     def request(
         self,
@@ -134,12 +145,30 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Any:
-        """One blocking API call through the generic ApiClient, JSON in and out.
+        """One blocking API call, JSON in and out.
 
-        Returns the urllib3 response unread (``.data`` is the JSON body, ``.stream()``
-        a watch's lines); a status other than 2xx raises ApiException like the
-        generated APIs do. ``query`` takes their option names (``field_selector``).
+        Returns the response unread (``.data`` is the JSON body, ``.stream()`` a watch's
+        bytes), urllib3's or reef.kube.http's; a status other than 2xx raises ApiException
+        like the generated APIs do. ``query`` takes their option names
+        (``field_selector``); a watch's ``timeout_seconds`` also bounds the socket's wait.
         """
+        if self._http is not None:
+            names_values = {
+                _QUERY_NAMES[option]: value
+                for option, value in (query or {}).items()
+                if value is not None
+            }
+            server_timeout = names_values.get("timeoutSeconds")
+            return self._http.request(
+                method,
+                path,
+                names_values,
+                None if body is None else json.dumps(body).encode(),
+                content_type=content_type,
+                timeout=DEFAULT_TIMEOUT_SECONDS
+                if server_timeout is None
+                else float(server_timeout) + DEFAULT_TIMEOUT_SECONDS,
+            )
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -148,7 +177,8 @@ class Kube:
             for option, value in (query or {}).items()
             if value is not None
         ]
-        serialized = self.api_client.param_serialize(
+        official = self._official()
+        serialized = official.param_serialize(
             method=method,
             resource_path=path,
             query_params=query_params,
@@ -156,7 +186,7 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api_client.call_api(*serialized)
+        response = official.call_api(*serialized)
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
@@ -201,7 +231,10 @@ class Kube:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._ledger_executor.shutdown(wait=False, cancel_futures=True)
-        self.api_client.close()
+        if self.api_client is not None:
+            self.api_client.close()
+        if self._http is not None:
+            self._http.close()
 
     # MeshAgents and MeshNetworks (cluster-scoped custom objects), as plain JSON
 

@@ -19,8 +19,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 #: The user entries this reader understands; any other key means "use the full loader".
 _STATIC_USER_KEYS = frozenset(
     {
@@ -99,6 +97,8 @@ def _file_or_data(section: dict[str, Any], key: str, base: Path) -> str | None:
 
 def configure_static(configuration: Any, config_file: Path, context: str | None) -> bool:
     """Fill ``configuration`` from a static kubeconfig; False when it is not one."""
+    import yaml  # here, not at the top: an in-cluster agent never reads YAML
+
     try:
         with config_file.open("rb") as file:
             config = yaml.load(file, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
