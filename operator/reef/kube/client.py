@@ -165,6 +165,7 @@ class Kube:
                 names_values,
                 None if body is None else json.dumps(body).encode(),
                 content_type=content_type,
+                stream=bool(names_values.get("watch")),
                 timeout=DEFAULT_TIMEOUT_SECONDS
                 if server_timeout is None
                 else float(server_timeout) + DEFAULT_TIMEOUT_SECONDS,

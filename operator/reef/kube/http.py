@@ -131,8 +131,14 @@ class HttpTransport:
         *,
         content_type: str = "application/json",
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        stream: bool = False,
     ) -> Response:
-        """One call; a status other than 2xx raises ApiException (the body read)."""
+        """One call; a status other than 2xx raises ApiException (the body read).
+
+        The body is read before this returns, which frees the connection for the
+        thread's next call; with ``stream`` (a watch) it is left to the caller, and the
+        thread's next call finds the connection busy until :meth:`Response.close`.
+        """
         url = self._prefix + path
         if query:
             url += "?" + urllib.parse.urlencode(
@@ -143,6 +149,10 @@ class HttpTransport:
             headers["Content-Type"] = content_type
         if self._authorization is not None and (value := self._authorization()):
             headers["Authorization"] = value
+        previous: Response | None = getattr(self._local, "streaming", None)
+        if previous is not None:
+            previous.close()  # a stream the caller left: not reusable unless read to its end
+            self._local.streaming = None
         connection, reused = self._connection()
         try:
             raw = self._send(connection, method, url, body, headers=headers, timeout=timeout)
@@ -155,6 +165,10 @@ class HttpTransport:
         if not 200 <= response.status <= 299:
             response.data  # noqa: B018 (read the body: it holds the API's Status, and frees the connection)
             raise ApiException.from_response(http_resp=response, body=None, data=None)
+        if stream:
+            self._local.streaming = response
+        else:
+            response.data  # noqa: B018 (read now: the connection is free for the next call)
         return response
 
     @staticmethod
