@@ -69,7 +69,13 @@ def main() -> int:
                 os.sched_setaffinity(agent.process.pid, {cpus[1]})
             start = agent.started_at
             marks = {}
-            for phase in ("registered", "address", "configured"):
+            # Registered: the MeshAgent exists, so the operator can allocate — created
+            # before the agent's libraries load (phase "created", reef.agent.early) or,
+            # when that step left it, by the agent proper.
+            marks["registered"] = record_time(
+                agent.wait_for(lambda r: r.get("phase") in ("created", "registered"), 120)
+            )
+            for phase in ("address", "configured"):
                 marks[phase] = record_time(agent.phase(phase, timeout=120))
             ping = bed.lab[name].run(
                 "ping", "-D", "-n", "-c", "1", "-i", "0.05", "-w", "5", peer_address, check=False

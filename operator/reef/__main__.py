@@ -45,9 +45,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_operator()
     if arguments.command == "agent":
+        # Registered first, with the standard library only: the operator allocates the
+        # address while the agent's libraries load (reef.agent.early).
+        from reef.agent.early import register_early
+
+        early = register_early()
         from reef.agent.main import run_agent
 
-        return run_agent()
+        return run_agent(early)
     from reef import __version__
 
     print(__version__)

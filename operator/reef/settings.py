@@ -1,21 +1,52 @@
-"""Settings of each reef process, read from the environment (``REEF_*``) by pydantic-settings.
+"""Settings of each reef process, read from the environment (``REEF_*``).
 
-Every field documents itself; the Helm chart sets these through env variables.
+Every field documents itself; the Helm chart sets these through env variables. The
+values are plain strings validated by pydantic's lax mode (``"8080"`` is an int,
+``"true"`` a bool). pydantic-settings did this before; reef's settings are all scalars,
+and its import (dotenv, the cloud secret providers, package metadata) was ≈ 40 ms of the
+agent's ≈ 300 ms start-up imports (docs/benchmarks.md).
 """
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal, Self
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 LogFormat = Literal["json", "text"]
 
 
-class KubeSettings(BaseSettings):
-    """How to reach the API server: in-cluster by default, or a kubeconfig file."""
+class EnvironmentSettings(BaseModel):
+    """A model whose fields are read from ``<ENV_PREFIX><FIELD NAME>`` variables."""
 
-    model_config = SettingsConfigDict(env_prefix="REEF_", extra="ignore")
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    #: Prepended to each field's name, upper case, to name its variable.
+    ENV_PREFIX: ClassVar[str] = "REEF_"
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        return f"{cls.ENV_PREFIX}{field}".upper()
+
+    @classmethod
+    def from_environment(
+        cls, environment: Mapping[str, str] | None = None, **overrides: object
+    ) -> Self:
+        """The settings from ``environment`` (default: this process's), names matched
+        case-insensitively; ``overrides`` win. Raises pydantic's ValidationError, which
+        names the field of a missing or invalid variable."""
+        by_upper_name = {name.upper(): value for name, value in (environment or os.environ).items()}
+        values: dict[str, object] = {
+            field: by_upper_name[cls.variable(field)]
+            for field in cls.model_fields
+            if cls.variable(field) in by_upper_name
+        }
+        return cls.model_validate({**values, **overrides})
+
+
+class KubeSettings(EnvironmentSettings):
+    """How to reach the API server: in-cluster by default, or a kubeconfig file."""
 
     kubeconfig: Path | None = Field(
         None, description="Kubeconfig file; unset means in-cluster service-account credentials."

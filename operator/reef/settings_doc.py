@@ -15,9 +15,8 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from pydantic_settings import BaseSettings
 
-from reef.settings import AgentSettings, KubeSettings, OperatorSettings
+from reef.settings import AgentSettings, EnvironmentSettings, KubeSettings, OperatorSettings
 
 HEADER = """\
 # Settings reference
@@ -51,7 +50,7 @@ CHART_VALUES = {
     (AgentSettings, "node_ip"): "(downward API: status.hostIP)",
 }
 
-SECTIONS: tuple[tuple[str, type[BaseSettings]], ...] = (
+SECTIONS: tuple[tuple[str, type[EnvironmentSettings]], ...] = (
     ("Operator (`reef operator`)", OperatorSettings),
     ("Agent (`reef agent`)", AgentSettings),
 )
@@ -85,7 +84,6 @@ def _cell(text: str) -> str:
 def render() -> str:
     lines = [HEADER]
     for title, model in SECTIONS:
-        prefix = str(model.model_config.get("env_prefix", ""))
         lines += [
             f"## {title}",
             "",
@@ -98,7 +96,7 @@ def render() -> str:
             if shared:
                 meaning += " (both processes)"
             lines.append(
-                f"| `{prefix}{name.upper()}` | {_type_name(field.annotation)} | {_default(field)}"
+                f"| `{model.variable(name)}` | {_type_name(field.annotation)} | {_default(field)}"
                 f" | {CHART_VALUES.get((model, name), '—')} | {meaning} |"
             )
         lines.append("")

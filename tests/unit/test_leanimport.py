@@ -121,7 +121,7 @@ from reef.leanimport import import_skipping_package_init
 incluster.SERVICE_TOKEN_FILENAME, incluster.SERVICE_CERT_FILENAME = sys.argv[1:3]
 from reef.kube.client import Kube, client, load_api_client
 from reef.settings import AgentSettings
-kube = Kube(load_api_client(AgentSettings(), 1), 1)
+kube = Kube(load_api_client(AgentSettings.from_environment(), 1), 1)
 reference = client.V1ObjectReference(name="y")
 client.CoreV1Event(metadata=client.V1ObjectMeta(name="x"), involved_object=reference)
 print(kube.api_client.configuration.host, "kubernetes.config.kube_config" in sys.modules)
@@ -154,3 +154,45 @@ def test_an_in_cluster_agent_builds_its_client_and_models(tmp_path: Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["https://127.0.0.1:6443", "False"]
+
+
+INCLUSTER_AGENT_SCRIPT = """
+import sys
+from pathlib import Path
+import reef.agent.main, reef.agent.device, reef.dataplane.select
+import reef.kube.http
+reef.kube.http.SERVICE_ACCOUNT = Path(sys.argv[1])
+from reef.agent.main import agent_kube
+from reef.settings import AgentSettings
+kube = agent_kube(AgentSettings.from_environment(), 1)
+loaded = [m for m in ("kubernetes.client.api_client", "urllib3", "yaml") if m in sys.modules]
+print(kube.api_client, kube._http.host, loaded)
+"""
+
+
+def test_an_in_cluster_agent_talks_through_the_standard_library_client(tmp_path: Path) -> None:
+    """The agent's own transport (reef.kube.http) with the pod's service-account files:
+    neither the official ApiClient nor urllib3 nor YAML is loaded."""
+    import os
+    import shutil
+    import subprocess
+
+    import certifi
+
+    (tmp_path / "token").write_text("a-token\n")
+    shutil.copy(certifi.where(), tmp_path / "ca.crt")  # any valid CA bundle
+    result = subprocess.run(
+        [sys.executable, "-c", INCLUSTER_AGENT_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("REEF_")},
+            "PYTHONPATH": os.pathsep.join(sys.path),
+            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
+            "KUBERNETES_SERVICE_PORT": "6443",
+            "REEF_NODE_NAME": "node-a",
+        },
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().split(maxsplit=2) == ["None", "https://127.0.0.1:6443", "[]"]

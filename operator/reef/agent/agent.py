@@ -33,6 +33,7 @@ from reef.agent import bootstrap, ports, registration
 from reef.agent.configure import DeviceConfigurator, me_body_ref
 from reef.agent.control import LOGGER_NAME, RETRY_SECONDS, AgentExitError, Wakeup, elapsed
 from reef.agent.device import Device
+from reef.agent.early import EarlyRegistration
 from reef.agent.peer_planner import PeerPlanner
 from reef.agent.peers import PeerSetPlan
 from reef.agent.reporting import Reporter
@@ -56,8 +57,11 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, kube: Kube) -> None:
+    def __init__(
+        self, settings: AgentSettings, kube: Kube, early: EarlyRegistration | None = None
+    ) -> None:
         self.settings = settings
+        self._early = early
         self.kube = kube
         self.events = EventRecorder(kube, "agent")
         self.device = Device(settings.interface)
@@ -127,6 +131,7 @@ class Agent:
             wakeup=self._wakeup,
             wanted=wanted,
             started=self._started,
+            early_uid=None if self._early is None else self._early.uid,
         )
 
     async def _loop(self) -> None:

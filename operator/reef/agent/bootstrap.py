@@ -130,8 +130,13 @@ async def register(
     wakeup: Wakeup,
     wanted: registration.Registration,
     started: float,
+    early_uid: str | None = None,
 ) -> None:
-    """Create our MeshAgent, or adopt the one there (after a deletion in progress ends)."""
+    """Create our MeshAgent, or adopt the one there (after a deletion in progress ends).
+
+    ``early_uid``: the MeshAgent reef.agent.early created at start-up; finding it is
+    this process's registration, not the adoption of an earlier one.
+    """
     waiting_logged = False
     while not wakeup.stopping:
         existing = watches.own_body()
@@ -149,8 +154,9 @@ async def register(
             except registration.RegistrationError as error:
                 await events.record(existing, EventType.WARNING, Reason.KEY_ERROR, str(error))
                 raise AgentExitError(4, str(error)) from error
+            own = existing["metadata"].get("uid") == early_uid
             log.info(
-                "adopted the existing MeshAgent",
+                "registered (created at start-up)" if own else "adopted the existing MeshAgent",
                 extra={"phase": "registered", "elapsed": elapsed(started)},
             )
             return

@@ -1,7 +1,9 @@
 """A list-then-watch cache of API objects, feeding the agent's asyncio loop.
 
-The official client's watch is blocking, so each informer runs in its own daemon
-thread and hands every change to the loop with ``call_soon_threadsafe``. After a
+The watch is a blocking stream of JSON lines (read here, not through the official
+client's ``Watch``, which builds an ``ApiClient`` of its own: reef.kube.http), so each
+informer runs in its own daemon thread and hands every change to the loop with
+``call_soon_threadsafe``. After a
 "410 Gone" (the resourceVersion expired) or a broken stream it lists again, so the
 cache converges; a backoff after errors keeps a dead API server from being hammered.
 The agent reacts to :attr:`Informer.changed`, never to a timer.
@@ -10,14 +12,16 @@ The agent reacts to :attr:`Informer.changed`, never to a timer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from reef.api import names
-from reef.kube.client import Kube, watch
+from reef.kube.client import Kube, custom_path
+from reef.kube.writes import ApiException
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +59,8 @@ class Informer:
             self._list_call: Callable[..., Any] = kube.list_node_raw
             self._list_args: tuple[str, ...] = ()
         else:
-            self._list_call = kube.custom.list_cluster_custom_object
-            self._list_args = (names.GROUP, names.VERSION, plural)
+            self._list_call = kube.list_raw
+            self._list_args = (custom_path(plural),)
         self.objects: dict[str, Body] = {}
         self.synced = asyncio.Event()
         #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).
@@ -67,7 +71,8 @@ class Informer:
         self._loop = loop
         self._on_change = on_change
         self._stopping = threading.Event()
-        self._watch: watch.Watch | None = None
+        #: The open watch response: stop() shuts its socket to end a blocked read.
+        self._response: Any = None
         self._thread = threading.Thread(target=self._run, name=f"informer-{plural}", daemon=True)
 
     def start(self) -> None:
@@ -75,8 +80,13 @@ class Informer:
 
     def stop(self) -> None:
         self._stopping.set()
-        if self._watch is not None:
-            self._watch.stop()  # type: ignore[no-untyped-call]
+        response = self._response
+        sock = getattr(getattr(response, "connection", None), "sock", None)
+        if sock is not None:
+            # Shutting the socket down wakes a thread blocked reading it (a close from
+            # this thread could wait on the ssl lock the reader holds).
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     # --- loop side -------------------------------------------------------------
 
@@ -153,23 +163,40 @@ class Informer:
     def _stream(self, version: str) -> str:
         """Follow the watch from ``version``; return the last version seen.
 
-        The client renews the stream itself after the server-side timeout and turns an
-        ERROR event (e.g. 410 Gone) into an ApiException, handled by :meth:`_run`.
+        The server ends the stream after ``WATCH_TIMEOUT_SECONDS`` (the caller renews it
+        from the last version); an ERROR event (e.g. 410 Gone) becomes an ApiException
+        with the event's code, handled by :meth:`_run`.
         """
-        self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        for event in self._watch.stream(  # type: ignore[no-untyped-call]
-            self._list_call,
+        response = self._list_call(
             *self._list_args,
             field_selector=self._selector,
             resource_version=version,
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             allow_watch_bookmarks=True,
-        ):
-            kind = event["type"]
-            body = event["raw_object"]  # plain JSON, also for core kinds
-            version = body["metadata"]["resourceVersion"]
-            if kind != "BOOKMARK":
-                self._loop.call_soon_threadsafe(self._apply, kind, body)
-            if self._stopping.is_set():
-                break
+            watch=True,
+        )
+        self._response = response
+        try:
+            for line in _lines(response.stream()):
+                event = json.loads(line)
+                kind, body = event["type"], event["object"]
+                if kind == "ERROR":
+                    raise ApiException(status=body.get("code"), reason=body.get("message"))
+                version = body["metadata"]["resourceVersion"]
+                if kind != "BOOKMARK":
+                    self._loop.call_soon_threadsafe(self._apply, kind, body)
+                if self._stopping.is_set():
+                    break
+        finally:
+            self._response = None
+            response.close()
         return version
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The non-empty lines of a byte stream (one watch event each)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        *complete, buffer = buffer.split(b"\n")
+        yield from (line for line in complete if line.strip())

@@ -13,8 +13,10 @@ from pydantic import ValidationError
 from reef.agent import ports
 from reef.agent.agent import Agent
 from reef.agent.bootstrap import own_ref
+from reef.agent.early import EarlyRegistration
 from reef.kube.client import Kube, load_api_client
 from reef.kube.events import EventRecorder
+from reef.kube.http import connect
 from reef.observability.events import EventType, Reason
 from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
@@ -27,9 +29,20 @@ log = logging.getLogger(__name__)
 API_WORKERS = 4
 
 
-async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
-    kube = Kube(load_api_client(settings, API_WORKERS), API_WORKERS)
-    agent = Agent(settings, kube)
+def agent_kube(settings: AgentSettings, workers: int) -> Kube:
+    """The agent's API access: the standard-library transport (reef.kube.http) with
+    in-cluster credentials or a static kubeconfig; the official client for any other."""
+    transport = connect(settings.kubeconfig, settings.kube_context, os.environ)
+    if transport is None:
+        return Kube(load_api_client(settings, workers), workers)
+    return Kube(None, workers, transport)
+
+
+async def _main(
+    settings: AgentSettings, probes: ProbeServer, early: EarlyRegistration | None
+) -> int:
+    kube = agent_kube(settings, API_WORKERS)
+    agent = Agent(settings, kube, early)
     loop = asyncio.get_running_loop()
     probes.attach(loop, agent.readiness)
     report_readiness(agent.readiness)
@@ -44,7 +57,7 @@ async def _main(settings: AgentSettings, probes: ProbeServer) -> int:
 
 async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
     """The Event on our MeshAgent (or, before the first registration, on its name)."""
-    kube = Kube(load_api_client(settings, 1), 1)
+    kube = agent_kube(settings, 1)
     try:
         involved = await own_ref(kube, settings.node_name)
         await EventRecorder(kube, "agent").record(
@@ -54,9 +67,10 @@ async def _record_port_in_use(settings: AgentSettings, message: str) -> None:
         kube.close()
 
 
-def run_agent() -> int:
+def run_agent(early: EarlyRegistration | None = None) -> int:
+    """``reef agent``; ``early``: the MeshAgent reef.agent.early created, if it did."""
     try:
-        settings = AgentSettings()
+        settings = AgentSettings.from_environment()
     except ValidationError as error:
         print(f"reef agent: invalid settings (REEF_* environment variables):\n{error}")
         return 2
@@ -93,6 +107,6 @@ def run_agent() -> int:
         settings.interface,
     )
     try:
-        return asyncio.run(_main(settings, probes))
+        return asyncio.run(_main(settings, probes, early))
     finally:
         probes.stop()

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reef.api import names
-from reef.kube.client import Kube
 from reef.kube.writes import CONFLICT, ApiException, compare_and_swap
+
+if TYPE_CHECKING:  # the body alone is built before the client is imported (reef.agent.early)
+    from reef.kube.client import Kube
 
 log = logging.getLogger(__name__)
 
@@ -92,13 +94,7 @@ class RegistrationError(RuntimeError):
 async def create(kube: Kube, registration: Registration) -> Body | None:
     """Create our MeshAgent; None when it already exists."""
     try:
-        created: Body = await kube.call(
-            kube.custom.create_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            registration.body(),
-        )
+        created = await kube.create_agent(registration.body())
     except ApiException as error:
         if error.status == CONFLICT:
             return None

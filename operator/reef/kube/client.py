@@ -14,16 +14,16 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from reef.api import names
+from reef.kube.http import DEFAULT_TIMEOUT_SECONDS, HttpTransport
+from reef.kube.kubeconfig import configure_static
 from reef.kube.writes import CONFLICT, NOT_FOUND, ApiException, is_status, read_or_none
 from reef.leanimport import import_skipping_package_init
 from reef.settings import KubeSettings
 
 if TYPE_CHECKING:
-    from kubernetes import client, watch
+    from kubernetes import client
 else:
-    client, watch = import_skipping_package_init(
-        ["kubernetes"], ["kubernetes.client", "kubernetes.watch"]
-    )
+    (client,) = import_skipping_package_init(["kubernetes"], ["kubernetes.client"])
 
 __all__ = [
     "CONFLICT",
@@ -32,9 +32,9 @@ __all__ = [
     "ApiException",
     "Kube",
     "client",
+    "custom_path",
     "is_status",
     "load_api_client",
-    "watch",
 ]
 
 #: Threads for ledger ConfigMap calls, apart from the general pool (see below).
@@ -45,7 +45,9 @@ APPLY_PATCH = "application/apply-patch+yaml"
 #: Query options of the raw calls, as the generated APIs name them, to the API's names.
 _QUERY_NAMES = {
     "allow_watch_bookmarks": "allowWatchBookmarks",
+    "field_manager": "fieldManager",
     "field_selector": "fieldSelector",
+    "force": "force",
     "label_selector": "labelSelector",
     "resource_version": "resourceVersion",
     "timeout_seconds": "timeoutSeconds",
@@ -53,10 +55,31 @@ _QUERY_NAMES = {
 }
 
 
+def custom_path(
+    plural: str,
+    name: str | None = None,
+    subresource: str | None = None,
+    group: str = names.GROUP,
+    version: str = names.VERSION,
+) -> str:
+    """The API path of a cluster-scoped custom resource collection, object or subresource."""
+    path = f"/apis/{group}/{version}/{plural}"
+    for part in (name, subresource):
+        if part is not None:
+            path += f"/{part}"
+    return path
+
+
 def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
     """An ApiClient from the kubeconfig named in settings, or in-cluster credentials."""
     configuration = client.Configuration()
-    if settings.kubeconfig is not None:
+    if settings.kubeconfig is None:
+        (incluster_config,) = import_skipping_package_init(
+            ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
+        )
+        incluster_config.load_incluster_config(client_configuration=configuration)
+    elif not configure_static(configuration, settings.kubeconfig, settings.kube_context):
+        # Plugins (exec, auth-provider) and other forms: the library's loader knows them.
         (kube_config,) = import_skipping_package_init(
             ["kubernetes", "kubernetes.config"], ["kubernetes.config.kube_config"]
         )
@@ -65,11 +88,6 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
             context=settings.kube_context,
             client_configuration=configuration,
         )
-    else:
-        (incluster_config,) = import_skipping_package_init(
-            ["kubernetes", "kubernetes.config"], ["kubernetes.config.incluster_config"]
-        )
-        incluster_config.load_incluster_config(client_configuration=configuration)
     # One HTTP connection per worker thread (and the ledger's own threads), so concurrent
     # calls neither queue on the pool nor open and drop TLS connections.
     configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS
@@ -79,9 +97,16 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
 class Kube:
     """The API calls reef makes, each awaitable; one instance per process."""
 
-    def __init__(self, api_client: Any, workers: int = 16) -> None:
+    def __init__(
+        self, api_client: Any | None, workers: int = 16, transport: HttpTransport | None = None
+    ) -> None:
+        """``transport``: the standard-library client (reef.kube.http) for :meth:`request`,
+        the agent's only kind of call; then ``api_client`` may be None (no generated APIs).
+        Without it, requests go through the official ``api_client``."""
+        if api_client is None and transport is None:
+            raise ValueError("Kube needs an ApiClient or an HttpTransport")
         self.api_client = api_client
-        self.custom = client.CustomObjectsApi(api_client)
+        self._http = transport
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kube")
         self._ledger_executor = ThreadPoolExecutor(
             max_workers=LEDGER_THREADS, thread_name_prefix="ledger"
@@ -95,7 +120,22 @@ class Kube:
         ~21 MiB to import, docs/benchmarks.md), so the agent never asks for it: its two
         core calls (its Node, Events) go through :meth:`request`.
         """
-        return client.CoreV1Api(self.api_client)
+        return client.CoreV1Api(self._official())
+
+    @functools.cached_property
+    def custom(self) -> Any:
+        """The generated custom-objects API, built on first use (nothing in reef asks).
+
+        Constructing it imports a module of pydantic-validated signatures (~50 ms on the
+        agent's start path, docs/benchmarks.md); reef's custom-object calls are made
+        through :meth:`request` against the paths of :func:`custom_path` instead.
+        """
+        return client.CustomObjectsApi(self._official())
+
+    def _official(self) -> Any:
+        if self.api_client is None:
+            raise RuntimeError("this Kube has no official client: only request() calls")
+        return self.api_client
 
     def request(
         self,
@@ -105,12 +145,31 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
     ) -> Any:
-        """One blocking API call through the generic ApiClient, JSON in and out.
+        """One blocking API call, JSON in and out.
 
-        Returns the urllib3 response unread (``.data`` is the JSON body, ``.stream()``
-        a watch's lines); a status other than 2xx raises ApiException like the
-        generated APIs do. ``query`` takes their option names (``field_selector``).
+        Returns the response unread (``.data`` is the JSON body, ``.stream()`` a watch's
+        bytes), urllib3's or reef.kube.http's; a status other than 2xx raises ApiException
+        like the generated APIs do. ``query`` takes their option names
+        (``field_selector``); a watch's ``timeout_seconds`` also bounds the socket's wait.
         """
+        if self._http is not None:
+            names_values = {
+                _QUERY_NAMES[option]: value
+                for option, value in (query or {}).items()
+                if value is not None
+            }
+            server_timeout = names_values.get("timeoutSeconds")
+            return self._http.request(
+                method,
+                path,
+                names_values,
+                None if body is None else json.dumps(body).encode(),
+                content_type=content_type,
+                stream=bool(names_values.get("watch")),
+                timeout=DEFAULT_TIMEOUT_SECONDS
+                if server_timeout is None
+                else float(server_timeout) + DEFAULT_TIMEOUT_SECONDS,
+            )
         headers = {"Accept": "application/json"}
         if body is not None:
             headers["Content-Type"] = content_type
@@ -119,7 +178,8 @@ class Kube:
             for option, value in (query or {}).items()
             if value is not None
         ]
-        serialized = self.api_client.param_serialize(
+        official = self._official()
+        serialized = official.param_serialize(
             method=method,
             resource_path=path,
             query_params=query_params,
@@ -127,15 +187,32 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = self.api_client.call_api(*serialized)
+        response = official.call_api(*serialized)
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
         return response.response
 
-    def request_json(self, method: str, path: str, body: Any = None) -> Any:
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: Mapping[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
         """:meth:`request`, its response read (which frees the connection) and parsed."""
-        return json.loads(self.request(method, path, body=body).data)
+        return json.loads(self.request(method, path, query, body, content_type).data)
+
+    def list_raw(self, path: str, **options: Any) -> Any:
+        """GET a collection (``watch=True``: its watch) with the options of a generated list.
+
+        Made to be handed to ``watch.Watch().stream``: no return annotation or docstring
+        return type, so the stream leaves every object as plain JSON.
+        """
+        options.pop("_preload_content", None)  # always unread: the caller parses JSON
+        return self.request("GET", path, options)
 
     def list_node_raw(self, **options: Any) -> Any:
         """GET /api/v1/nodes (``watch=True``: the watch) with the options of ``list_node``.
@@ -155,55 +232,49 @@ class Kube:
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._ledger_executor.shutdown(wait=False, cancel_futures=True)
-        self.api_client.close()
+        if self.api_client is not None:
+            self.api_client.close()
+        if self._http is not None:
+            self._http.close()
 
-    # MeshAgents and MeshNetworks (cluster-scoped custom objects)
+    # MeshAgents and MeshNetworks (cluster-scoped custom objects), as plain JSON
 
-    async def get_agent(self, name: str) -> dict[str, Any]:
+    async def _custom(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        body: Any = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
         result: dict[str, Any] = await self.call(
-            self.custom.get_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            name,
+            self.request_json, method, path, body, query=query, content_type=content_type
         )
         return result
+
+    async def get_agent(self, name: str) -> dict[str, Any]:
+        return await self._custom("GET", custom_path(names.MESH_AGENT_PLURAL, name))
 
     async def read_agent(self, name: str) -> dict[str, Any] | None:
         """The MeshAgent as the API server has it now; None once it is gone."""
         return await read_or_none(self.get_agent(name))
 
+    async def create_agent(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._custom("POST", custom_path(names.MESH_AGENT_PLURAL), body=body)
+
     async def list_agents(self, network: str | None = None) -> list[dict[str, Any]]:
         """All MeshAgents, or those of one network (a server-side field selector)."""
-        selector = {} if network is None else {"field_selector": f"spec.network={network}"}
-        result: dict[str, Any] = await self.call(
-            self.custom.list_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            **selector,
-        )
-        return list(result.get("items", []))
+        selector = None if network is None else {"field_selector": f"spec.network={network}"}
+        listed = await self._custom("GET", custom_path(names.MESH_AGENT_PLURAL), selector)
+        return list(listed.get("items") or [])
 
     async def list_networks(self) -> list[dict[str, Any]]:
-        result: dict[str, Any] = await self.call(
-            self.custom.list_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-        )
-        return list(result.get("items", []))
+        listed = await self._custom("GET", custom_path(names.MESH_NETWORK_PLURAL))
+        return list(listed.get("items") or [])
 
     async def read_network(self, name: str) -> dict[str, Any] | None:
         """The MeshNetwork as the API server has it now; None once it is gone."""
-        read = self.call(
-            self.custom.get_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-            name,
-        )
-        return await read_or_none(read)
+        return await read_or_none(self._custom("GET", custom_path(names.MESH_NETWORK_PLURAL, name)))
 
     async def patch_agent(self, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch (or JSON-patch, for a list body) a MeshAgent's metadata/spec."""
@@ -212,21 +283,14 @@ class Kube:
             if isinstance(body, list)
             else "application/merge-patch+json"
         )
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_AGENT_PLURAL,
-            name,
-            body,
-            _content_type=content_type,
-        )
-        return result
+        path = custom_path(names.MESH_AGENT_PLURAL, name)
+        return await self._custom("PATCH", path, body=body, content_type=content_type)
 
     async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
-        return await self._patch_status(
-            plural, name, body, _content_type="application/merge-patch+json"
+        path = custom_path(plural, name, "status")
+        return await self._custom(
+            "PATCH", path, body=body, content_type="application/merge-patch+json"
         )
 
     async def apply_status(
@@ -257,23 +321,13 @@ class Kube:
             "metadata": metadata,
             "status": status,
         }
-        return await self._patch_status(
-            plural, name, body, field_manager=manager, force=True, _content_type=APPLY_PATCH
-        )
-
-    async def _patch_status(
-        self, plural: str, name: str, body: Any, **options: Any
-    ) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object_status,
-            names.GROUP,
-            names.VERSION,
-            plural,
-            name,
+        return await self._custom(
+            "PATCH",
+            custom_path(plural, name, "status"),
+            {"field_manager": manager, "force": True},
             body,
-            **options,
+            APPLY_PATCH,
         )
-        return result
 
     # ConfigMaps (the ledger). They are on the allocation critical path: every batch
     # waits for its shard write. So they run on their own threads, never queued behind
@@ -320,25 +374,19 @@ class Kube:
         return await self.list_plain(self.list_node_raw)
 
     async def list_service_cidrs(self) -> list[dict[str, Any]]:
-        return await self.list_plain(
-            self.custom.list_cluster_custom_object, "networking.k8s.io", "v1", "servicecidrs"
-        )
+        return await self.list_plain(self.list_raw, "/apis/networking.k8s.io/v1/servicecidrs")
 
     async def delete_config_map(self, namespace: str, name: str) -> None:
         await self._ledger_call(self.core.delete_namespaced_config_map, name, namespace)
 
     async def patch_network(self, name: str, body: Any) -> dict[str, Any]:
         """Merge-patch a MeshNetwork's metadata (the operator's finalizer)."""
-        result: dict[str, Any] = await self.call(
-            self.custom.patch_cluster_custom_object,
-            names.GROUP,
-            names.VERSION,
-            names.MESH_NETWORK_PLURAL,
-            name,
-            body,
-            _content_type="application/merge-patch+json",
+        return await self._custom(
+            "PATCH",
+            custom_path(names.MESH_NETWORK_PLURAL, name),
+            body=body,
+            content_type="application/merge-patch+json",
         )
-        return result
 
     async def replace_config_map(
         self, namespace: str, name: str, body: dict[str, Any]

@@ -25,7 +25,7 @@ from reef.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
 
-SETTINGS = OperatorSettings()
+SETTINGS = OperatorSettings.from_environment()
 
 
 def _context(memo: Any) -> OperatorContext:

@@ -10,7 +10,7 @@ from reef.settings import OperatorSettings
 
 
 def run_operator() -> int:
-    settings = OperatorSettings()
+    settings = OperatorSettings.from_environment()
     configure_logging(settings.log_format, settings.log_level)
     import reef.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 

@@ -1,0 +1,167 @@
+"""Create the node's MeshAgent before the agent's libraries are imported.
+
+Registration needs a key, the MeshNetwork's port, the Node and one POST. Importing the
+Kubernetes client and pydantic (≈ 300 ms of CPU on a small node, docs/benchmarks.md)
+does not; so ``reef agent`` first makes those few calls with the standard library, and
+the operator allocates the address while the rest of the agent loads. The agent proper
+then starts as always: its informers find the MeshAgent (with, usually, its address
+already in the status), and its registration step reconciles it like any MeshAgent that
+was there before it started.
+
+This is an optimisation only. Whatever it does not handle — a first start before the
+MeshNetwork exists, an existing MeshAgent (409), an external host, a kubeconfig with
+plugins, any API or key error — it leaves alone and says nothing above debug level; the
+agent proper does it, with its retries, conditions and Events. It reads the REEF_*
+variables as they are (a test holds the names and defaults to reef.settings); an
+invalid one stops the agent proper at start with exit code 2, as before — then with the
+MeshAgent already registered, which the next start adopts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reef.agent.endpoint import choose_endpoint
+from reef.agent.keys import load_or_create_key
+from reef.agent.registration import Registration
+from reef.api import names
+from reef.kube.http import HttpTransport, connect
+from reef.kube.writes import ApiException
+from reef.observability.logs import configure_logging
+
+log = logging.getLogger(__name__)
+
+#: The agent settings read here, with their defaults (tests/unit keep them equal to
+#: reef.settings.AgentSettings, which cannot be imported here: it is pydantic).
+DEFAULTS: Mapping[str, str | None] = {
+    "node_name": None,
+    "network": names.DEFAULT_NETWORK,
+    "key_dir": "/var/lib/reef",
+    "endpoint": None,
+    "node_ip": None,
+    "kubeconfig": None,
+    "kube_context": None,
+    "external_host": None,
+}
+
+
+class _SkipError(Exception):
+    """Left to the agent proper; the message says why (logged at debug level)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EarlyRegistration:
+    """The MeshAgent created before the agent's libraries loaded."""
+
+    name: str
+    uid: str
+
+
+def _settings(environment: Mapping[str, str]) -> dict[str, str | None]:
+    by_name = {name.upper(): value for name, value in environment.items()}
+    return {
+        field: by_name.get(f"REEF_{field.upper()}", default) for field, default in DEFAULTS.items()
+    }
+
+
+#: Each call's socket timeout: past it, the agent proper takes over (it retries).
+TIMEOUT_SECONDS = 2.0
+
+
+def _json(transport: HttpTransport, method: str, path: str, body: Any = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    return json.loads(transport.request(method, path, body=data, timeout=TIMEOUT_SECONDS).data)
+
+
+def _listen_port(api: HttpTransport, network: str) -> int:
+    """The MeshNetwork's port; ApiException 404 when it does not exist (yet)."""
+    path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_NETWORK_PLURAL}/{network}"
+    body = _json(api, "GET", path)
+    port = (body.get("spec") or {}).get("listenPort", 51820)
+    if not isinstance(port, int):
+        raise _SkipError(f"MeshNetwork {network}: listenPort {port!r}")
+    return port
+
+
+def _node(api: HttpTransport, name: str) -> dict[str, Any] | None:
+    """Our Node, by the list the agent's RBAC and its Node informer use; None if unseen."""
+    query = urllib.parse.urlencode({"fieldSelector": f"metadata.name={name}"})
+    try:
+        items = _json(api, "GET", f"/api/v1/nodes?{query}").get("items")
+    except ApiException:
+        return None  # e.g. 403: the agent proper treats its Node as optional too
+    return items[0] if items else None
+
+
+def _register(
+    settings: Mapping[str, str | None], environment: Mapping[str, str]
+) -> EarlyRegistration:
+    name, network, key_dir = settings["node_name"], settings["network"], settings["key_dir"]
+    if not name or not network or not key_dir:
+        raise _SkipError("REEF_NODE_NAME, REEF_NETWORK or REEF_KEY_DIR is empty")
+    if settings["external_host"] is not None:
+        raise _SkipError("an external host (its MeshAgent differs; the agent proper knows how)")
+    key, _ = load_or_create_key(Path(key_dir), network)
+    kubeconfig = settings["kubeconfig"]
+    api = connect(
+        None if kubeconfig is None else Path(kubeconfig), settings["kube_context"], environment
+    )
+    if api is None:
+        raise _SkipError("the kubeconfig needs the client library's loader")
+    try:
+        listen_port = _listen_port(api, network)
+        node = _node(api, name)
+        registration = Registration(
+            name=name,
+            network=network,
+            node_name=name,
+            public_key=key.public_key().base64(),
+            endpoint=choose_endpoint(
+                node, listen_port, settings["endpoint"], settings["node_ip"]
+            ).endpoint,
+            node_uid=(node or {}).get("metadata", {}).get("uid"),
+        )
+        path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
+        created = _json(api, "POST", path, registration.body())  # 409 if it exists
+    finally:
+        api.close()
+    return EarlyRegistration(name, str(created["metadata"]["uid"]))
+
+
+def _configure_logging(environment: Mapping[str, str]) -> bool:
+    """The agent's logging, set up now so this module's record looks like the others."""
+    by_name = {name.upper(): value for name, value in environment.items()}
+    log_format = by_name.get("REEF_LOG_FORMAT", "json")
+    level = by_name.get("REEF_LOG_LEVEL", "INFO").upper()
+    if log_format not in ("json", "text") or not isinstance(logging.getLevelName(level), int):
+        return False  # the agent proper reports the setting
+    configure_logging(log_format, level)
+    return True
+
+
+def register_early(environment: Mapping[str, str] | None = None) -> EarlyRegistration | None:
+    """Create our MeshAgent now if that is simple; None when the agent proper must."""
+    environment = os.environ if environment is None else environment
+    if not _configure_logging(environment):
+        return None
+    started = time.monotonic()
+    try:
+        registered = _register(_settings(environment), environment)
+    except Exception as reason:  # whatever it is, an optimisation must not stop the agent
+        log.debug("registration left to the agent proper: %s", reason)
+        return None
+    log.info(
+        "registered MeshAgent %s before loading the agent (%.0f ms)",
+        registered.name,
+        (time.monotonic() - started) * 1000,
+        extra={"phase": "created"},
+    )
+    return registered
