@@ -375,16 +375,16 @@ class PeerPlanner:
                 if read.early is not None:
                     early.append(read.early)
         mine = self._mine if isinstance(self._mine, _Member) else None
-        _decide_collisions([*accepted, *([mine] if mine else [])])
+        _decide_collisions(accepted, mine)
         self._self_problem = mine.problem if mine is not None else None
         for member in accepted:
             if member.problem is not None:
-                self._skipped[member.agent.name] = SkippedPeer(member.agent.name, member.problem)
+                self._skipped[member.name] = SkippedPeer(member.name, member.problem)
             else:
                 self._set_usable(member)
         for member in early:
             if self._wanted_early(member) and member.key not in keys_seen:
-                keys_seen[member.key] = member.agent.name
+                keys_seen[member.key] = member.name
                 self._set_joining(member)
 
     def _forget_outcome(self, name: str) -> None:
@@ -414,9 +414,9 @@ class PeerPlanner:
         )
 
     def _set_usable(self, member: _Member) -> None:
-        self._usable[member.agent.name] = member
-        self._names[member.key] = member.agent.name
-        self._specs[member.agent.name] = PeerSpec(
+        self._usable[member.name] = member
+        self._names[member.key] = member.name
+        self._specs[member.name] = PeerSpec(
             public_key=member.key,
             allowed_ips=(*member.addresses, *member.extras),
             endpoint=member.endpoint,
@@ -425,8 +425,8 @@ class PeerPlanner:
 
     def _set_joining(self, member: _Member) -> None:
         # Its key and endpoint only: its first handshake is answered at once.
-        self._joining[member.agent.name] = member
-        self._specs[member.agent.name] = PeerSpec(
+        self._joining[member.name] = member
+        self._specs[member.name] = PeerSpec(
             public_key=member.key,
             endpoint=member.endpoint,
             persistent_keepalive=self._keepalive(member),
@@ -474,7 +474,7 @@ class PeerPlanner:
             (m for m in self._usable.values() if m.agent.spec.role is Role.HUB),
             key=lambda m: _order(m.agent),
         )
-        peers = [self._specs[m.agent.name] for m in hubs]
+        peers = [self._specs[m.name] for m in hubs]
         if hubs:
             via: list[IPNetwork] = list(peers[0].allowed_ips)
             for member in self._usable.values():
@@ -490,7 +490,7 @@ class PeerPlanner:
         peers.extend(self._specs[name] for name in self._joining)
         return PeerSetPlan(
             peers=tuple(peers),
-            names={m.key: m.agent.name for m in hubs},
+            names={m.key: m.name for m in hubs},
             skipped=skipped,
             pending=pending,
             refused_routes=refused,

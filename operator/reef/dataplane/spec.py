@@ -33,6 +33,8 @@ def _network_order(net: IPNetwork) -> tuple[int, int, int]:
 
 def normalize_networks(nets: Iterable[IPNetwork | str]) -> tuple[IPNetwork, ...]:
     """Sorted, de-duplicated networks; strings are parsed strictly (no host bits)."""
+    if isinstance(nets, tuple) and (not nets or (len(nets) == 1 and not isinstance(nets[0], str))):
+        return nets  # already normal: most peers have one host route (5000 sorts per plan)
     parsed = {n if not isinstance(n, str) else ipaddress.ip_network(n) for n in nets}
     return tuple(sorted(parsed, key=_network_order))
 
