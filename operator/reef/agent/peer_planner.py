@@ -27,7 +27,9 @@ sequences of adds, updates and deletes.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Mapping
+import contextlib
+import gc
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +76,20 @@ def _read(agent: MeshAgent, resolved: Mapping[str, IPAddress | None], routes: Ro
     if isinstance(parsed, SkippedPeer):
         return _Read(agent, skipped=parsed)
     return _Read(agent, member=parsed)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while every member is parsed or read: those objects live
+    on, so each pass would only walk them (and all else alive) to find them alive. At
+    5000 members the passes were half the time of an agent's first plan."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _planning_view(agent: MeshAgent) -> tuple[Any, ...]:
@@ -247,8 +263,9 @@ class PeerPlanner:
         """All members at once (after a list): the missing ones are gone."""
         for name in [n for n in self._parsed if n not in bodies]:
             self.set_member(name, None)
-        for name, body in bodies.items():
-            self.set_member(name, body)
+        with _collector_paused():
+            for name, body in bodies.items():
+                self.set_member(name, body)
 
     def endpoint_hostnames(self) -> set[str]:
         """Endpoint hosts that are names (the caller resolves them before :meth:`plan`)."""
@@ -300,11 +317,12 @@ class PeerPlanner:
         assert self._context is not None
         self._index = _Overlaps()
         self._reads = {}
-        for name in self._parsed:
-            if (agent := self._live(name)) is not None:
-                read = _read(agent, self._resolved, self._routes)
-                self._reads[name] = read
-                self._index.add(name, read.key, read.member)
+        with _collector_paused():
+            for name in self._parsed:
+                if (agent := self._live(name)) is not None:
+                    read = _read(agent, self._resolved, self._routes)
+                    self._reads[name] = read
+                    self._index.add(name, read.key, read.member)
         self._mine = _read_member(self._me, self._resolved, self._routes)
         mine = self._mine if isinstance(self._mine, _Member) else None
         self._index.add(self._me.name, self._context.my_key, mine)
