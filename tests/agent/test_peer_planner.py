@@ -7,11 +7,13 @@ common: those are the changes where one member's edit moves another member's ver
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import random
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -205,3 +207,29 @@ def _host(index: int, *, version: str, address: str | None = None) -> dict[str, 
         "spec": {"publicKey": Key((index + 10).to_bytes(1, "big") * 32).public_key().base64()},
         "status": {"addresses": [address or f"100.64.0.{index + 10}"]},
     }
+
+
+def test_a_bulk_load_and_a_full_read_leave_the_garbage_collector_as_they_found_it() -> None:
+    """Parsing every member (set_members) and reading every member (a plan after a context
+    change) pause the collector: on, it is on again afterwards, also when a body fails
+    to parse; off, it stays off."""
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",))
+    good = {"metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"publicKey": KEYS[0]}}
+    bad: dict[str, Any] = {"metadata": {"resourceVersion": "1"}, "spec": {}}  # no name
+    me = parse_mesh_agent({"metadata": {"name": "me"}, "spec": {"publicKey": MY_KEY.base64()}})
+    try:
+        for enabled in (True, False):
+            if enabled:
+                gc.enable()
+            else:
+                gc.disable()
+            planner = PeerPlanner()
+            planner.set_members({"a": good})
+            assert gc.isenabled() is enabled
+            assert planner.plan(me, MY_KEY, network).pending == ("a",)
+            assert gc.isenabled() is enabled
+            with pytest.raises(ValueError, match="name"):
+                PeerPlanner().set_members({"a": good, "b": bad})
+            assert gc.isenabled() is enabled
+    finally:
+        gc.enable()

@@ -43,7 +43,9 @@ Rules:
 from __future__ import annotations
 
 import bisect
+import functools
 import ipaddress
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,7 +80,7 @@ class PeerSetPlan:
     refused_routes: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(slots=True)
 class _Member:
     agent: MeshAgent
     key: Key
@@ -87,6 +89,17 @@ class _Member:
     endpoint: Endpoint | None
     problem: str | None = None
     refused: tuple[str, ...] = ()
+    name: str = field(init=False)  # agent.name, read often: a pydantic property costs more
+
+    def __post_init__(self) -> None:
+        self.name = self.agent.name
+
+
+# Parsed values by their text, shared between plans: an agent reads every member again
+# when its own spec, the network or a resolved name changes, and the texts rarely do.
+# The values are immutable. Bounded: past that many distinct texts the oldest are parsed
+# again (a 10000-member mesh has about 10000 of each kind).
+_CACHED_TEXTS = 16384
 
 
 def split_endpoint(text: str) -> tuple[str, int]:
@@ -102,9 +115,33 @@ def split_endpoint(text: str) -> tuple[str, int]:
     return host, port
 
 
+# A dotted quad as ipaddress accepts it (decimal octets 0..255, no leading zeros): the
+# common case, read without ipaddress' string parser, which was a third of a whole plan at
+# 5000 members. Anything else goes to ipaddress, to be accepted or refused as before.
+_OCTET = "(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(r"\.".join([_OCTET] * 4))
+
+
+def _dotted_quad(text: str) -> int | None:
+    """The IPv4 address ``text`` as an integer; None when it is not a plain dotted quad."""
+    match = _DOTTED_QUAD.fullmatch(text)
+    if match is None:
+        return None
+    a, b, c, d = map(int, match.groups())
+    return a << 24 | b << 16 | c << 8 | d
+
+
+def _ip_literal(host: str) -> IPAddress:
+    """``host`` (a zone index dropped) as an address; ValueError when it is none."""
+    text = host.partition("%")[0]
+    if (value := _dotted_quad(text)) is not None:
+        return ipaddress.IPv4Address(value)
+    return ipaddress.ip_address(text)
+
+
 def _is_ip_literal(host: str) -> bool:
     try:
-        ipaddress.ip_address(host.partition("%")[0])
+        _ip_literal(host)
     except ValueError:
         return False
     return True
@@ -125,14 +162,24 @@ def endpoint_hostnames(members: Iterable[MeshAgent]) -> set[str]:
     return names
 
 
+@functools.lru_cache(maxsize=_CACHED_TEXTS)
+def _literal_endpoint(text: str) -> Endpoint | None:
+    """``text`` as an endpoint when its host is an IP literal; None when it is a name;
+    ValueError when malformed."""
+    host, port = split_endpoint(text)
+    try:
+        address = _ip_literal(host)
+    except ValueError:
+        return None
+    return Endpoint(address, port)
+
+
 def _endpoint(text: str, resolved: Mapping[str, IPAddress | None]) -> Endpoint | None:
     if not text:
         return None  # a NATed member: it reaches us, its keepalives keep the path open
+    if (literal := _literal_endpoint(text)) is not None:
+        return literal
     host, port = split_endpoint(text)
-    try:  # an IP literal (parsed once: at 5000 members address parsing dominates a plan)
-        return Endpoint(ipaddress.ip_address(host.partition("%")[0]), port)
-    except ValueError:
-        pass
     address = resolved.get(host.lower())
     if address is None:
         raise ValueError(f"endpoint host {host!r} does not resolve")
@@ -141,33 +188,59 @@ def _endpoint(text: str, resolved: Mapping[str, IPAddress | None]) -> Endpoint |
 
 def _host_network(text: str) -> IPNetwork:
     """An address as its host route; ValueError for anything but a bare address."""
+    if (value := _dotted_quad(text)) is not None:
+        return ipaddress.IPv4Network(value)  # an integer is a /32
     if "/" in text:
         raise ValueError(f"{text!r} is not an address")
     return ipaddress.ip_network(text)  # a bare address is its own /32 or /128
+
+
+@functools.lru_cache(maxsize=_CACHED_TEXTS)
+def _host_routes(texts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """A member's ``status.addresses`` as host routes; ValueError when one is no address."""
+    return tuple(map(_host_network, texts))
+
+
+@functools.lru_cache(maxsize=_CACHED_TEXTS)
+def _extra_networks(texts: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """A member's ``extraAllowedIPs`` (host bits allowed); ValueError when one is no prefix."""
+    return tuple(ipaddress.ip_network(text, strict=False) for text in texts)
+
+
+_public_key = functools.lru_cache(maxsize=_CACHED_TEXTS)(Key.from_base64)
+
+
+def forget_parsed_texts() -> None:
+    """Empty the caches of parsed texts (a benchmark measuring a plan from nothing)."""
+    for cache in (_literal_endpoint, _host_routes, _extra_networks, _public_key):
+        cache.cache_clear()
 
 
 def _read_member(
     agent: MeshAgent, resolved: Mapping[str, IPAddress | None], routes: RoutePolicy
 ) -> _Member | SkippedPeer | None:
     """Parse one member; None means pending (no address yet)."""
+    spec = agent.spec
     try:
-        key = Key.from_base64(agent.spec.public_key)
+        key = _public_key(spec.public_key)
     except InvalidKeyError as error:
         return SkippedPeer(agent.name, f"public key unusable: {error}")
-    if not agent.status.addresses:
+    if not (texts := agent.status.addresses):
         return None
     try:
-        addresses = tuple(_host_network(text) for text in agent.status.addresses)
+        addresses = _host_routes(texts)
     except ValueError as error:
         return SkippedPeer(agent.name, f"status.addresses unusable: {error}")
     try:
-        extras = tuple(ipaddress.ip_network(t, strict=False) for t in agent.spec.extra_allowed_ips)
+        extras = _extra_networks(spec.extra_allowed_ips) if spec.extra_allowed_ips else ()
     except ValueError as error:
         return SkippedPeer(agent.name, f"extraAllowedIPs unusable: {error}")
     try:
-        endpoint = _endpoint(agent.spec.endpoint, resolved)
+        endpoint = _endpoint(spec.endpoint, resolved)
     except ValueError as error:
         return SkippedPeer(agent.name, f"endpoint unusable: {error}")
+    if not extras:  # most members: nothing to check against the route policy
+        return _Member(agent, key, addresses, (), endpoint)
     routed, refused = routes.split(extras)
     return _Member(agent, key, addresses, routed, endpoint, refused=refused)
 
@@ -222,7 +295,7 @@ def tunnel_keepalive(a: int | None, b: int | None, network: int) -> int:
 def _read_joining(agent: MeshAgent, resolved: Mapping[str, IPAddress | None]) -> _Member | None:
     """A member without an address yet, as an early peer (key and endpoint); None if unusable."""
     try:
-        key = Key.from_base64(agent.spec.public_key)
+        key = _public_key(agent.spec.public_key)
         endpoint = _endpoint(agent.spec.endpoint, resolved)
     except (InvalidKeyError, ValueError):
         return None  # reported once it has an address and is planned for real
@@ -241,7 +314,7 @@ def _early_peers(
             or m.agent.spec.role is Role.HUB
         )
         if wanted_here and m.key not in keys_seen:
-            keys_seen[m.key] = m.agent.name
+            keys_seen[m.key] = m.name
             joining.append(m)
     return joining
 
@@ -274,32 +347,37 @@ class _Claims:
     lookup per prefix length) or starts inside it (a binary search)."""
 
     def __init__(self) -> None:
-        self._hosts: dict[IPNetwork, str] = {}
-        self._sorted: dict[int, list[tuple[int, str]]] = {}
+        # IP version -> address (an integer: cheaper to hash than an ipaddress object) -> owner
+        self._hosts: dict[int, dict[int, str]] = {4: {}, 6: {}}
+        self._sorted: dict[int, list[int]] = {}  # the addresses of each version, sorted
         self._extras: dict[tuple[int, int, int], tuple[IPNetwork, str]] = {}
         self._extra_starts: dict[int, list[tuple[int, int, str, IPNetwork]]] = {4: [], 6: []}
 
     def claim_addresses(self, member: _Member) -> None:
         """Claim the member's addresses unless another member holds one already."""
-        name = member.agent.name
+        name = member.name
+        if len(member.addresses) == 1:  # the common case, one dictionary operation
+            net = member.addresses[0]
+            holder = self._hosts[net.version].setdefault(int(net.network_address), name)
+            if holder != name:
+                member.problem = f"address {net} overlaps {net} of {holder}"
+            return
         for net in member.addresses:
-            owner = self._hosts.get(net)
+            owner = self._hosts[net.version].get(int(net.network_address))
             if owner is not None and owner != name:
                 member.problem = f"address {net} overlaps {net} of {owner}"
                 return
-        self._hosts.update((net, name) for net in member.addresses)
+        for net in member.addresses:
+            self._hosts[net.version][int(net.network_address)] = name
 
     def claim_extras(self, member: _Member) -> None:
         """After every address is claimed: the member's extras, unless one overlaps
         another member's address or an earlier member's extra."""
+        if not member.extras:
+            return
         if not self._sorted:
-            for version in (4, 6):
-                self._sorted[version] = sorted(
-                    (int(net.network_address), owner)
-                    for net, owner in self._hosts.items()
-                    if net.version == version
-                )
-        name = member.agent.name
+            self._sorted = {version: sorted(hosts) for version, hosts in self._hosts.items()}
+        name = member.name
         for net in member.extras:
             held = self._address_in(net, name) or self._extra_overlapping(net, name)
             if held is not None:
@@ -326,22 +404,25 @@ class _Claims:
         return None
 
     def _address_in(self, net: IPNetwork, name: str) -> tuple[IPNetwork, str] | None:
-        hosts = self._sorted[net.version]
+        hosts, owners = self._sorted[net.version], self._hosts[net.version]
         last = int(net.broadcast_address)
-        index = bisect.bisect_left(hosts, (int(net.network_address), ""))
-        while index < len(hosts) and hosts[index][0] <= last:
-            address, owner = hosts[index]
-            if owner != name:
+        index = bisect.bisect_left(hosts, int(net.network_address))
+        while index < len(hosts) and hosts[index] <= last:
+            address = hosts[index]
+            if (owner := owners[address]) != name:
                 return ipaddress.ip_network((address, net.max_prefixlen)), owner
             index += 1
         return None
 
 
-def _decide_collisions(members: Iterable[_Member]) -> None:
+def _decide_collisions(ordered: list[_Member], mine: _Member | None) -> None:
     """Set ``problem`` on every member whose allowed IPs collide with an older one's:
     addresses first (they win over extras), then extras, oldest first (every node
-    orders members the same way, so every node reaches the same verdict)."""
-    everyone = sorted(members, key=lambda m: _order(m.agent))
+    orders members the same way, so every node reaches the same verdict). ``ordered``:
+    the other members, already in that order; ``mine``: this node's own."""
+    everyone = list(ordered)
+    if mine is not None:  # after any equal (their names differ from this node's)
+        bisect.insort(everyone, mine, key=lambda m: _order(m.agent))
     claims = _Claims()
     for member in everyone:
         member.problem = None
@@ -379,22 +460,31 @@ def _classify(
     return accepted, skipped, pending, early
 
 
+def _allowed(member: _Member) -> tuple[IPNetwork, ...]:
+    """A member's own allowed IPs (its addresses' tuple itself when it has no extras)."""
+    return member.addresses + member.extras if member.extras else member.addresses
+
+
 def _peer_specs(
     chosen: list[_Member],
     joining: list[_Member],
-    allowed: Mapping[str, list[IPNetwork]],
+    carried: Mapping[str, tuple[IPNetwork, ...]],
     own_keepalive: int | None,
     network: MeshNetworkSpec,
 ) -> tuple[PeerSpec, ...]:
+    """The peers; ``carried``: allowed IPs of a peer that carries more than its own."""
+    default = network.persistent_keepalive
+
     def keepalive(member: _Member) -> int:
-        return tunnel_keepalive(
-            own_keepalive, member.agent.spec.persistent_keepalive, network.persistent_keepalive
-        )
+        theirs = member.agent.spec.persistent_keepalive
+        if own_keepalive is None and theirs is None:
+            return default  # most tunnels: no override at either end
+        return tunnel_keepalive(own_keepalive, theirs, default)
 
     return tuple(
         PeerSpec(
             public_key=m.key,
-            allowed_ips=tuple(allowed[m.agent.name]),
+            allowed_ips=carried[m.name] if m.name in carried else _allowed(m),
             endpoint=m.endpoint,
             persistent_keepalive=keepalive(m),
         )
@@ -429,16 +519,16 @@ def plan_peers(
     # Everyone (this node included) is ordered the same way on every node, so every
     # node reaches the same verdict on a collision.
     mine = _read_member(me, resolved, routes)
-    _decide_collisions([*accepted, *([mine] if isinstance(mine, _Member) else [])])
+    _decide_collisions(accepted, mine if isinstance(mine, _Member) else None)
 
     self_problem = mine.problem if isinstance(mine, _Member) else None
     for member in accepted:
         if member.problem is not None:
-            skipped.append(SkippedPeer(member.agent.name, member.problem))
+            skipped.append(SkippedPeer(member.name, member.problem))
     usable = [m for m in accepted if m.problem is None]
 
     own_keepalive = me.spec.persistent_keepalive
-    allowed: dict[str, list[IPNetwork]] = {m.agent.name: [*m.addresses, *m.extras] for m in usable}
+    carried: dict[str, tuple[IPNetwork, ...]] = {}
     forwarding = False
     if network.topology is Topology.HUB:
         hubs = [m for m in usable if m.agent.spec.role is Role.HUB]
@@ -448,10 +538,11 @@ def plan_peers(
         else:
             chosen = hubs
             if hubs:
-                via = allowed[hubs[0].agent.name]
+                via = list(_allowed(hubs[0]))
                 for member in usable:
                     if member.agent.spec.role is not Role.HUB:
-                        via.extend(allowed[member.agent.name])
+                        via.extend(_allowed(member))
+                carried[hubs[0].name] = tuple(via)
     else:
         chosen = usable
     joining = _early_peers(me, early, network, keys_seen)
@@ -459,10 +550,10 @@ def plan_peers(
         # Every other node skips us (same verdict everywhere): peering one-sidedly would
         # only leak half-open sessions. Fix the spec and the node rejoins.
         chosen, forwarding, joining = [], False, []
-    peers = _peer_specs(chosen, joining, allowed, own_keepalive, network)
+    peers = _peer_specs(chosen, joining, carried, own_keepalive, network)
     return PeerSetPlan(
         peers=peers,
-        names={m.key: m.agent.name for m in chosen},
+        names={m.key: m.name for m in chosen},
         skipped=tuple(sorted(skipped, key=lambda s: s.name)),
         pending=tuple(sorted(pending)),
         forwarding=forwarding,

@@ -27,12 +27,17 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 DEFAULT_MTU = 1420  # WireGuard's own default: 1500 minus the worst-case (IPv6) overhead
 
 
+_NETS = (ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+
 def _network_order(net: IPNetwork) -> tuple[int, int, int]:
     return (net.version, int(net.network_address), net.prefixlen)
 
 
 def normalize_networks(nets: Iterable[IPNetwork | str]) -> tuple[IPNetwork, ...]:
     """Sorted, de-duplicated networks; strings are parsed strictly (no host bits)."""
+    if isinstance(nets, tuple) and (not nets or (len(nets) == 1 and isinstance(nets[0], _NETS))):
+        return nets  # already normal: most peers have one host route (5000 sorts per plan)
     parsed = {n if not isinstance(n, str) else ipaddress.ip_network(n) for n in nets}
     return tuple(sorted(parsed, key=_network_order))
 
