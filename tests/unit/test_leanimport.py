@@ -128,18 +128,13 @@ print(kube.api_client.configuration.host, "kubernetes.config.kube_config" in sys
 """
 
 
-def test_an_in_cluster_agent_builds_its_client_and_models(tmp_path: Path) -> None:
-    """The service-account path, as in a pod (the token and CA files are the only stand-ins):
-    the client's lazily imported modules (ApiClient, the APIs, the models) load without the
-    kubeconfig loader, which the in-cluster agent never imports."""
+def _in_a_pod(script: str, *args: str) -> str:
+    """``script``'s output, run with a pod's service environment and only REEF_NODE_NAME."""
     import os
     import subprocess
 
-    token, ca = tmp_path / "token", tmp_path / "ca.crt"
-    token.write_text("a-token\n")
-    ca.write_text("not read before a connection\n")
     result = subprocess.run(
-        [sys.executable, "-c", INCLUSTER_SCRIPT, str(token), str(ca)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         check=False,
@@ -149,11 +144,22 @@ def test_an_in_cluster_agent_builds_its_client_and_models(tmp_path: Path) -> Non
             "KUBERNETES_SERVICE_HOST": "127.0.0.1",
             "KUBERNETES_SERVICE_PORT": "6443",
             "REEF_NODE_NAME": "node-a",
-            "REEF_NETWORK": "net",
         },
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["https://127.0.0.1:6443", "False"]
+    return result.stdout.strip()
+
+
+def test_an_in_cluster_process_builds_the_official_client_and_models(tmp_path: Path) -> None:
+    """The service-account path of the official client (the operator's; the agent's own
+    client is below), as in a pod (the token and CA files are the only stand-ins): the
+    client's lazily imported modules (ApiClient, the APIs, the models) load without the
+    kubeconfig loader."""
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("a-token\n")
+    ca.write_text("not read before a connection\n")
+    output = _in_a_pod(INCLUSTER_SCRIPT, str(token), str(ca))
+    assert output.split() == ["https://127.0.0.1:6443", "False"]
 
 
 INCLUSTER_AGENT_SCRIPT = """
@@ -173,26 +179,11 @@ print(kube.api_client, kube._http.host, loaded)
 def test_an_in_cluster_agent_talks_through_the_standard_library_client(tmp_path: Path) -> None:
     """The agent's own transport (reef.kube.http) with the pod's service-account files:
     neither the official ApiClient nor urllib3 nor YAML is loaded."""
-    import os
     import shutil
-    import subprocess
 
     import certifi
 
     (tmp_path / "token").write_text("a-token\n")
     shutil.copy(certifi.where(), tmp_path / "ca.crt")  # any valid CA bundle
-    result = subprocess.run(
-        [sys.executable, "-c", INCLUSTER_AGENT_SCRIPT, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("REEF_")},
-            "PYTHONPATH": os.pathsep.join(sys.path),
-            "KUBERNETES_SERVICE_HOST": "127.0.0.1",
-            "KUBERNETES_SERVICE_PORT": "6443",
-            "REEF_NODE_NAME": "node-a",
-        },
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().split(maxsplit=2) == ["None", "https://127.0.0.1:6443", "[]"]
+    output = _in_a_pod(INCLUSTER_AGENT_SCRIPT, str(tmp_path))
+    assert output.split(maxsplit=2) == ["None", "https://127.0.0.1:6443", "[]"]
