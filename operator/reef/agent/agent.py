@@ -33,7 +33,6 @@ from reef.agent import bootstrap, ports, registration
 from reef.agent.configure import DeviceConfigurator, me_body_ref
 from reef.agent.control import LOGGER_NAME, RETRY_SECONDS, AgentExitError, Wakeup, elapsed
 from reef.agent.device import Device
-from reef.agent.early import EarlyRegistration
 from reef.agent.peer_planner import PeerPlanner
 from reef.agent.peers import PeerSetPlan
 from reef.agent.reporting import Reporter
@@ -48,7 +47,6 @@ from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.settings import AgentSettings
 
-# Names other modules have imported from here.
 __all__ = ["DNS_TIMEOUT_SECONDS", "RETRY_SECONDS", "Agent", "AgentExitError", "me_body_ref"]
 
 Body = dict[str, Any]
@@ -57,11 +55,9 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class Agent:
-    def __init__(
-        self, settings: AgentSettings, kube: Kube, early: EarlyRegistration | None = None
-    ) -> None:
+    def __init__(self, settings: AgentSettings, kube: Kube, early_uid: str | None = None) -> None:
         self.settings = settings
-        self._early = early
+        self._early_uid = early_uid
         self.kube = kube
         self.events = EventRecorder(kube, "agent")
         self.device = Device(settings.interface)
@@ -131,7 +127,7 @@ class Agent:
             wakeup=self._wakeup,
             wanted=wanted,
             started=self._started,
-            early_uid=None if self._early is None else self._early.uid,
+            early_uid=self._early_uid,
         )
 
     async def _loop(self) -> None:
