@@ -112,7 +112,7 @@ class RealCluster:
             f"image.pullPolicy={self.pull_policy}",
         ]
 
-    def install(self, timeout: str = "180s") -> subprocess.CompletedProcess[str]:
+    def install(self, *values: str, timeout: str = "180s") -> subprocess.CompletedProcess[str]:
         from tests.install.helm_release import CHART
 
         self.kubectl("create", "namespace", NAMESPACE, check=False)
@@ -130,6 +130,7 @@ class RealCluster:
             "--namespace",
             NAMESPACE,
             *self.image_values(),
+            *values,
             "--wait",
             f"--timeout={timeout}",
             timeout=300,
