@@ -35,12 +35,16 @@ import kubernetes.client
 import kubernetes.config
 
 from bench.agent_common import print_command, record_time
-from bench.node_probes import AgentLog, PingStream, StepTimeoutError, container_start, poll
+from bench.node_probes import (
+    AgentLog,
+    PingStream,
+    StepTimeoutError,
+    container_start,
+    poll,
+    real_nodes,
+)
 from tests.incluster.realcluster import NAMESPACE, RealCluster, healthy_mesh
 from tests.support.mesh import MeshApi, addresses, wait_for_objects
-from tests.testbed.clients import KubeCLI, KubeTarget
-from tests.testbed.controlplane import CONTEXT_NAME
-from tests.testbed.image import IMAGE
 from tests.testbed.kubelet_nodes import KubeletCluster
 
 OFF_LABEL = "reef.bench/agent"
@@ -238,12 +242,7 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=3)
     parser.add_argument("--joins", type=int, default=5)
     arguments = parser.parse_args()
-    with KubeletCluster(arguments.nodes) as bed:
-        target = KubeTarget(bed.kubeconfig, CONTEXT_NAME, bed.server, local_bed=True)
-        repository, tag = IMAGE.rsplit(":", 1)
-        cluster = RealCluster(
-            KubeCLI.kubectl(target), KubeCLI.helm(target), repository, tag, "Never", bed=bed
-        )
+    with real_nodes(arguments.nodes) as (bed, cluster):
         cluster.install("--set-json", f"agent.affinity={json.dumps(AFFINITY)}")
         bench = Bench(bed, cluster)
         try:

@@ -27,12 +27,9 @@ from dataclasses import dataclass
 import kubernetes.config
 
 from bench.agent_common import print_command
-from tests.incluster.realcluster import NAMESPACE, RELEASE, RealCluster, healthy_mesh
+from bench.node_probes import real_nodes
+from tests.incluster.realcluster import NAMESPACE, RELEASE, healthy_mesh
 from tests.support.mesh import MeshApi, addresses, wait_for_objects
-from tests.testbed.clients import KubeCLI, KubeTarget
-from tests.testbed.controlplane import CONTEXT_NAME
-from tests.testbed.image import IMAGE
-from tests.testbed.kubelet_nodes import KubeletCluster
 
 INTERVAL = 0.1
 
@@ -59,12 +56,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
     arguments = parser.parse_args()
-    with KubeletCluster(arguments.nodes) as bed:
-        target = KubeTarget(bed.kubeconfig, CONTEXT_NAME, bed.server, local_bed=True)
-        repository, tag = IMAGE.rsplit(":", 1)
-        cluster = RealCluster(
-            KubeCLI.kubectl(target), KubeCLI.helm(target), repository, tag, "Never", bed=bed
-        )
+    with real_nodes(arguments.nodes) as (bed, cluster):
         cluster.install()
         nodes = cluster.node_names()
         mesh = MeshApi(kubernetes.config.new_client_from_config(config_file=str(bed.kubeconfig)))

@@ -6,16 +6,37 @@ record times and ``ping -D`` reply times are all wall-clock seconds.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from tests.testbed.kubelet_nodes import KubeletNode
+from tests.incluster.realcluster import RealCluster
+from tests.testbed.clients import KubeCLI, KubeTarget
+from tests.testbed.controlplane import CONTEXT_NAME
+from tests.testbed.image import IMAGE
+from tests.testbed.kubelet_nodes import KubeletCluster, KubeletNode
+
+
+@contextlib.contextmanager
+def real_nodes(count: int) -> Iterator[tuple[KubeletCluster, RealCluster]]:
+    """The real-node bed of ``count`` kubelets and, on it, the chart's release (not yet
+    installed) with the image built from this tree."""
+    with KubeletCluster(count) as bed:
+        target = KubeTarget(bed.kubeconfig, CONTEXT_NAME, bed.server, local_bed=True)
+        repository, tag = IMAGE.rsplit(":", 1)
+        yield (
+            bed,
+            RealCluster(
+                KubeCLI.kubectl(target), KubeCLI.helm(target), repository, tag, "Never", bed=bed
+            ),
+        )
+
 
 POLL_SECONDS = 0.02
 """How often a poll looks again: the resolution of the waits, not a measured time."""

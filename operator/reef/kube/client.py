@@ -122,16 +122,6 @@ class Kube:
         """
         return client.CoreV1Api(self._official())
 
-    @functools.cached_property
-    def custom(self) -> Any:
-        """The generated custom-objects API, built on first use (nothing in reef asks).
-
-        Constructing it imports a module of pydantic-validated signatures (~50 ms on the
-        agent's start path, docs/benchmarks.md); reef's custom-object calls are made
-        through :meth:`request` against the paths of :func:`custom_path` instead.
-        """
-        return client.CustomObjectsApi(self._official())
-
     def _official(self) -> Any:
         if self.api_client is None:
             raise RuntimeError("this Kube has no official client: only request() calls")
