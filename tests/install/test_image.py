@@ -88,10 +88,13 @@ RFC7748_PUBLIC = "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo="
 
 
 def test_image_derives_a_public_key_in_process_without_wg_on_path(image: str) -> None:
-    """The image's venv ships cryptography: no derivation needs the `wg` binary."""
+    """No derivation needs the `wg` binary, and the image's Python reaches OpenSSL's
+    X25519 through its ssl module (reef.dataplane.x25519), not the 9 MiB fall-back."""
     script = (
         "import shutil; from reef.dataplane.keys import Key; "
+        "from reef.dataplane.x25519 import openssl_deriver; "
         "assert shutil.which('wg') is None, shutil.which('wg'); "
+        "assert openssl_deriver() is not None, 'no libcrypto X25519 through _ssl'; "
         f"print(Key.from_base64({RFC7748_PRIVATE!r}).public_key())"
     )
     result = run_in_image(

@@ -6,9 +6,8 @@ fails silently as "unknown peer", so every key in reef is a :class:`Key` and the
 encoding is chosen only at the edge that needs it.
 
 Key generation follows the X25519 rules WireGuard uses (RFC 7748 clamping). The
-public key is derived in this process with the ``cryptography`` package (a declared
-dependency, so the image takes the same path as the tests); the private key never
-leaves the process.
+public key is derived in this process (reef.dataplane.x25519: OpenSSL's X25519, with
+the ``cryptography`` package as the fall-back); the private key never leaves the process.
 """
 
 from __future__ import annotations
@@ -89,9 +88,8 @@ class Key:
 
 @functools.lru_cache(maxsize=16)
 def _derive_public(private: bytes) -> bytes:
-    # Imported here: only the first derivation pays for loading cryptography (and its
-    # OpenSSL), not every process that merely parses keys. Cached: the agent compares
-    # its device's public key with its own on every apply and state read.
-    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    # Cached: the agent compares its device's public key with its own on every apply and
+    # state read. reef.dataplane.x25519 uses the OpenSSL the ssl module loaded.
+    from reef.dataplane.x25519 import derive_public
 
-    return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()
+    return derive_public(private)
