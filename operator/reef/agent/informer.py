@@ -129,7 +129,10 @@ class Informer:
             *self._list_args, field_selector=self._selector, _preload_content=False
         )
         listed: Body = json.loads(response.data)
-        objects = {item["metadata"]["name"]: item for item in listed.get("items", [])}
+        objects = {
+            item["metadata"]["name"]: without_managed_fields(item)
+            for item in listed.get("items", [])
+        }
         return objects, listed["metadata"]["resourceVersion"]
 
     def _run(self) -> None:
@@ -184,13 +187,21 @@ class Informer:
                     raise ApiException(status=body.get("code"), reason=body.get("message"))
                 version = body["metadata"]["resourceVersion"]
                 if kind != "BOOKMARK":
-                    self._loop.call_soon_threadsafe(self._apply, kind, body)
+                    self._loop.call_soon_threadsafe(self._apply, kind, without_managed_fields(body))
                 if self._stopping.is_set():
                     break
         finally:
             self._response = None
             response.close()
         return version
+
+
+def without_managed_fields(body: Body) -> Body:
+    """``body`` without ``metadata.managedFields``, which the agent never reads: each field
+    manager's record of the fields it owns is often larger than the rest of a MeshAgent,
+    and the cache holds every member (client-go's informers drop them the same way)."""
+    body.get("metadata", {}).pop("managedFields", None)
+    return body
 
 
 def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
