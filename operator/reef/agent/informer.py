@@ -49,10 +49,14 @@ class Informer:
         *,
         optional: bool = False,
         relevant: Callable[[Body], Any] | None = None,
+        keep: Callable[[Body], Body] | None = None,
     ) -> None:
         #: What of an object matters to the consumer: a modification that leaves it equal
         #: updates the cache without waking anyone (e.g. another member's health report).
         self._relevant = relevant
+        #: What of an object the cache holds (after managedFields are dropped), applied on
+        #: the informer's thread: at thousands of objects the cache is the agent's memory.
+        self._keep = keep or _whole
         #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
         self._optional = optional
         if plural == "nodes":
@@ -130,7 +134,7 @@ class Informer:
         )
         listed: Body = json.loads(response.data)
         objects = {
-            item["metadata"]["name"]: without_managed_fields(item)
+            item["metadata"]["name"]: self._keep(without_managed_fields(item))
             for item in listed.get("items", [])
         }
         return objects, listed["metadata"]["resourceVersion"]
@@ -187,13 +191,18 @@ class Informer:
                     raise ApiException(status=body.get("code"), reason=body.get("message"))
                 version = body["metadata"]["resourceVersion"]
                 if kind != "BOOKMARK":
-                    self._loop.call_soon_threadsafe(self._apply, kind, without_managed_fields(body))
+                    kept = self._keep(without_managed_fields(body))
+                    self._loop.call_soon_threadsafe(self._apply, kind, kept)
                 if self._stopping.is_set():
                     break
         finally:
             self._response = None
             response.close()
         return version
+
+
+def _whole(body: Body) -> Body:
+    return body
 
 
 def without_managed_fields(body: Body) -> Body:

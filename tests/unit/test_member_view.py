@@ -1,0 +1,79 @@
+"""What the agent's MeshAgent cache keeps of each member (reef.agent.watches.member_view):
+everything peer planning and the wake-up test read, nothing of others' health."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from reef.agent.watches import member_view, peer_relevant
+from reef.api.models import parse_mesh_agent
+
+
+def _condition(kind: str, status: str = "True") -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": "R", "message": "m", "observedGeneration": 1}
+
+
+def _member(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "uid": f"uid-{name}",
+            "resourceVersion": "7",
+            "generation": 2,
+            "creationTimestamp": "2026-12-02T18:00:00Z",
+            "finalizers": ["mesh.reef.dev/release"],
+        },
+        "spec": {
+            "nodeName": name,
+            "publicKey": "hSDwCYkwp1R0i33ctD73Wg2/Og0mOBr066SpjqqbTmo=",
+            "endpoint": "192.0.2.7:51820",
+            "extraAllowedIPs": ["10.9.0.0/24"],
+        },
+        "status": {
+            "addresses": ["100.64.0.7/32"],
+            "allocatedAt": "2026-12-02T18:00:01Z",
+            "observedGeneration": 2,
+            "conditions": [_condition("Allocated"), _condition("Ready", "False")],
+            "dataplane": {"backend": "userspace", "peers": {"total": 4999, "healthy": 12}},
+        },
+    }
+
+
+def test_our_own_meshagent_is_kept_whole() -> None:
+    body = _member("me")
+    assert member_view("me")(copy.deepcopy(body)) == body
+
+
+def test_of_another_member_only_addresses_and_allocated_are_kept_of_the_status() -> None:
+    kept = member_view("me")(_member("other"))
+    assert kept["status"] == {
+        "addresses": ["100.64.0.7/32"],
+        "conditions": [_condition("Allocated")],
+    }
+    assert kept["metadata"] == _member("other")["metadata"]
+    assert kept["spec"] == _member("other")["spec"]
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {},
+        {"conditions": [_condition("Ready")]},
+        {"addresses": [], "dataplane": {"backend": "kernel"}},
+        {"conditions": [_condition("Allocated", "False")]},
+    ],
+)
+def test_a_view_changes_nothing_that_wakes_the_agent_or_that_planning_reads(
+    status: dict[str, Any],
+) -> None:
+    for body in (_member("other"), {**_member("other"), "status": status}):
+        kept = member_view("me")(copy.deepcopy(body))
+        assert peer_relevant(kept) == peer_relevant(body)
+        parsed, full = parse_mesh_agent(kept), parse_mesh_agent(body)
+        assert parsed.metadata == full.metadata
+        assert parsed.spec == full.spec
+        assert parsed.status.addresses == full.status.addresses
+        assert parsed.condition("Allocated") == full.condition("Allocated")
