@@ -44,7 +44,7 @@ def _condition(kind: str) -> dict[str, Any]:
     }
 
 
-_CONDITION_FIELDS = {
+_CONDITION_FIELDS: dict[str, dict[str, Any]] = {
     ".": {},
     "f:lastTransitionTime": {},
     "f:message": {},
