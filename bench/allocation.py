@@ -7,6 +7,10 @@ Measures, against a real API server (the local bed, or --kubeconfig):
 * allocations per second,
 * the floor: the same N creates, each followed at once by a bare status patch from a
   minimal client (no operator) - the API server's own write rate for the same job,
+* the operator's CPU seconds for the burst and its resident memory (VmRSS) after it,
+* restart to ready: SIGKILL the operator with the N members in place, start it again
+  and create one more MeshAgent at once; the time from the start until that agent's
+  address is seen (what a node joining during an operator upgrade waits),
 
 and prints reef's wall time over the floor's. Run::
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import queue
 import shlex
 import statistics
@@ -54,7 +59,8 @@ class AddressWatch:
     ``time.monotonic`` is CLOCK_MONOTONIC, so the two processes' times compare.
     """
 
-    def __init__(self, kubeconfig: Path, network: str, expected: int) -> None:
+    def __init__(self, kubeconfig: Path, network: str, expected: int, prefix: str = "") -> None:
+        """Waits for ``expected`` agents whose names start with ``prefix``."""
         self.seen: dict[str, float] = {}
         context = multiprocessing.get_context("fork")
         self._results: multiprocessing.Queue[dict[str, float] | str] = context.Queue()
@@ -62,6 +68,7 @@ class AddressWatch:
         self._process = context.Process(
             target=_watch_addresses,
             args=(kubeconfig, network, expected, self._results, ready),
+            kwargs={"prefix": prefix},
             daemon=True,
         )
         self._process.start()
@@ -85,6 +92,8 @@ def _watch_addresses(
     expected: int,
     results: multiprocessing.Queue[dict[str, float] | str],
     ready: Any,
+    *,
+    prefix: str,
 ) -> None:
     try:
         mesh = MeshApi(kubernetes.config.new_client_from_config(config_file=str(kubeconfig)))
@@ -108,7 +117,7 @@ def _watch_addresses(
         ):
             body = event["object"]
             name = body["metadata"]["name"]
-            if addresses(body) and name not in seen:
+            if name.startswith(prefix) and addresses(body) and name not in seen:
                 seen[name] = time.monotonic()
                 if len(seen) >= expected:
                     stream.stop()
@@ -116,6 +125,29 @@ def _watch_addresses(
         results.put(seen)
     except Exception as error:  # reported by wait(): a benchmark must not hang silently
         results.put(repr(error))
+
+
+def create_agent(mesh: MeshApi, name: str, network: str) -> None:
+    body = mesh.agent_body(name, network)
+    # As the node agent does: the release finalizer is set at creation.
+    body["metadata"]["finalizers"] = [names.RELEASE_FINALIZER]
+    mesh.custom.create_cluster_custom_object(
+        names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/PID/stat, fields 14 and 15)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process now (VmRSS of /proc/PID/status), MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit(f"no VmRSS for process {pid}")
 
 
 def run_burst(
@@ -131,12 +163,7 @@ def run_burst(
 
     def create(name: str) -> None:
         started[name] = time.monotonic()
-        body = mesh.agent_body(name, network)
-        # As the node agent does: the release finalizer is set at creation.
-        body["metadata"]["finalizers"] = [names.RELEASE_FINALIZER]
-        mesh.custom.create_cluster_custom_object(
-            names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL, body
-        )
+        create_agent(mesh, name, network)
         if after_create is not None:
             after_create(name)
 
@@ -208,14 +235,47 @@ def reef_run(mesh: MeshApi, kubeconfig: Path, count: int, workers: int, logs: Pa
     operator.start()
     try:
         seen = AddressWatch(kubeconfig, network, count)
+        cpu_before = cpu_seconds(_pid(operator))
         started, t0 = run_burst(mesh, network, count, workers)
         seen.wait(600)
+        cpu = cpu_seconds(_pid(operator)) - cpu_before
         wall = summarise("reef", started, seen.seen, t0)
+        print(
+            f"operator: {cpu:.1f} CPU s for the burst ({cpu / count * 1000:.2f} ms per"
+            f" allocation), RSS {rss_mib(_pid(operator)):.0f} MiB after it (target < 150 MiB)"
+        )
+        restart_to_ready(mesh, kubeconfig, operator, network)
         delete_network_agents(mesh, network, workers)
     finally:
         operator.stop()
     mesh.remove_network(network)
     return wall
+
+
+def _pid(operator: OperatorProcess) -> int:
+    if operator.process is None:
+        raise SystemExit("the operator is not running")
+    return operator.process.pid
+
+
+def restart_to_ready(
+    mesh: MeshApi, kubeconfig: Path, operator: OperatorProcess, network: str
+) -> float:
+    """SIGKILL the operator, start it again, create one MeshAgent at once: seconds from
+    the start until that agent's address is seen."""
+    name = f"{network}-restart"
+    seen = AddressWatch(kubeconfig, network, 1, prefix=name)
+    operator.kill()
+    started = time.monotonic()
+    operator.start(wait=False)
+    create_agent(mesh, name, network)
+    seen.wait(120)
+    ready = seen.seen[name] - started
+    print(
+        f"restart: SIGKILL, start, one new MeshAgent -> its address {ready:.2f} s after the"
+        f" start (target < 5 s); RSS {rss_mib(_pid(operator)):.0f} MiB then"
+    )
+    return ready
 
 
 def prepare(kubeconfig: Path) -> MeshApi:
