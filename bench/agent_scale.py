@@ -136,7 +136,7 @@ def measure_joins(
             )
             start = watch.wait(120)
         size += 1
-        fleet.wait_peers(size - 1, 120, marks)
+        fleet.wait_peers(size - 1, 600, marks)  # an older agent can take minutes
         join: list[float] = []
         for group, processes in fleet.groups.items():
             for hollow in processes:
@@ -210,6 +210,12 @@ def main() -> int:
     parser.add_argument("--joins", type=int, default=5)
     parser.add_argument("--storm-window", type=float, default=60.0, help="CPU window, s")
     parser.add_argument("--steady-seconds", type=float, default=600.0)
+    parser.add_argument(
+        "--memory-floor",
+        type=float,
+        default=2500,
+        help="MiB of MemAvailable below which the hollow agents are stopped (the run fails)",
+    )
     parser.add_argument("--workers", type=int, default=16, help="concurrent writing clients")
     parser.add_argument("--old-processes", type=int, default=0, help="hollow agents of --old")
     parser.add_argument("--old-per-process", type=int, default=5)
@@ -250,7 +256,7 @@ def run(bed: AgentBed, arguments: argparse.Namespace, static: int, real_names: l
         "REEF_LOG_LEVEL": "WARNING",
     }
     hollows: dict[str, list[HollowProcess]] = {"main": [], "old": []}
-    guard = MemoryGuard(hollows)
+    guard = MemoryGuard(hollows, arguments.memory_floor)
     try:
         started = time.monotonic()
         real = {name: bed.start(name, **timers) for name in real_names}
@@ -284,18 +290,20 @@ def run(bed: AgentBed, arguments: argparse.Namespace, static: int, real_names: l
             f"{fleet.hollow_count} hollow + {len(fleet.real)} real agents configured with"
             f" {size - 1} peers each in {time.monotonic() - started:.1f} s; {load()}"
         )
-        settle(arguments.storm_window)
-        print("1. joins (address seen by a watch -> peer on each agent's device):")
-        latencies = measure_joins(mesh, bed.kubeconfig, fleet, size, arguments.joins)
-        for group, values in latencies.items():
-            print(f"   all joins, {group} agents: {ms(values)} (target p95 < 1 s)")
-        print(f"   {load()}")
-        settle(arguments.storm_window)
-        agent_owned = set(fleet.stats()) | {bed.node_name(n) for n in real_names}
-        phase_storm(mesh, fleet, agent_owned, arguments)
+        # Memory first and joins last: a run that outgrows the machine (MemoryGuard) still
+        # reports the phases it finished.
+        phase_memory(fleet, arguments.members)
         settle(arguments.storm_window)
         phase_steady(bed.kubeconfig, fleet, arguments.steady_seconds)
-        phase_memory(fleet, arguments.members)
+        agent_owned = set(fleet.stats()) | {bed.node_name(n) for n in real_names}
+        phase_storm(mesh, fleet, agent_owned, arguments)
+        if arguments.joins:
+            settle(arguments.storm_window)
+            print("1. joins (address seen by a watch -> peer on each agent's device):")
+            latencies = measure_joins(mesh, bed.kubeconfig, fleet, size, arguments.joins)
+            for group, values in latencies.items():
+                print(f"   all joins, {group} agents: {ms(values)} (target p95 < 1 s)")
+            print(f"   {load()}")
         print(f"end {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {load()}")
     finally:
         guard.stop()
@@ -310,10 +318,9 @@ class MemoryGuard:
     that outgrows it fails instead of pushing others' work into the OOM killer; their
     exit ends every wait of the run."""
 
-    LIMIT_MIB = 2500
-
-    def __init__(self, hollows: dict[str, list[HollowProcess]]) -> None:
+    def __init__(self, hollows: dict[str, list[HollowProcess]], floor_mib: float) -> None:
         self._hollows = hollows
+        self._floor = floor_mib
         self._stop = threading.Event()
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -326,7 +333,7 @@ class MemoryGuard:
 
     def _watch(self) -> None:
         while not self._stop.wait(2.0):  # a sampling period, not a wait for an event
-            if self.available_mib() < self.LIMIT_MIB:
+            if self.available_mib() < self._floor:
                 print(f"memory guard: {self.available_mib():.0f} MiB left; stopping the run")
                 for processes in self._hollows.values():
                     for hollow in processes:
