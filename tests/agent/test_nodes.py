@@ -127,8 +127,14 @@ def test_one_dead_member_is_named_while_the_others_stay_ready(
         assert body["status"]["dataplane"]["unreachable"] == [c_name]
 
     def network_names_c(objs: dict[str, Body]) -> bool:
+        # Both reports are written by now, but the operator may first publish what it had
+        # read of one of them ("1 of 2"): wait for it to have read both.
         reach = condition(objs.get(network) or {}, "MembersReachable")
-        return reach is not None and reach["status"] == "False"
+        return (
+            reach is not None
+            and reach["status"] == "False"
+            and f"{c_name} unreachable from 2 of 2 members" in reach["message"]
+        )
 
     networks = wait_for_objects(
         mesh,
