@@ -20,7 +20,7 @@ from reef.agent.device import Device
 from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
 from reef.agent.peers import PeerSetPlan, SkippedPeer
 from reef.agent.status import StatusReporter
-from reef.api.models import MeshAgent, MeshNetwork
+from reef.api.records import MeshAgent, MeshNetwork
 from reef.kube.events import EventRecorder
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
