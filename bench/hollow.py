@@ -247,9 +247,7 @@ def build_kube(settings: AgentSettings) -> Any:
 
 
 def build_settings(**overrides: Any) -> AgentSettings:
-    if hasattr(AgentSettings, "from_environment"):
-        return AgentSettings.from_environment(**overrides)
-    return AgentSettings(**overrides)  # pydantic-settings: reads REEF_* itself
+    return AgentSettings.from_environment(**overrides)
 
 
 def build_agent(settings: AgentSettings, kube: Any) -> Any:
