@@ -31,7 +31,7 @@ def chart_timers() -> dict[str, str]:
     return {
         # the chart leaves the health check at the agent's default
         "REEF_HEALTH_CHECK_SECONDS": str(
-            AgentSettings.model_fields["health_check_seconds"].default
+            AgentSettings.from_environment({}, node_name="-").health_check_seconds
         ),
         "REEF_STATUS_MIN_INTERVAL_SECONDS": str(values["statusMinIntervalSeconds"]),
         "REEF_RESYNC_SECONDS": str(values["resyncSeconds"]),

@@ -72,6 +72,7 @@ class MemoryDevice:
         #: join's clock: a member is a peer, without routes, from before its allocation).
         self.routed: dict[str, float] = {}
         self._state: DeviceState | None = None
+        self._liveness: dict[bytes, tuple[float, int]] = {}
         self._state_at = float("-inf")
         self._rx = 0
 
@@ -129,7 +130,14 @@ class MemoryDevice:
                 },
             )
             self._state_at = now
+            stamp = handshake.timestamp()
+            self._liveness = {key.raw: (stamp, self._rx) for key in self._peers}
         return self._state
+
+    async def read_liveness(self) -> dict[bytes, tuple[float, int]]:
+        """What the agent's health check reads (reef.dataplane.spec.PeerLiveness)."""
+        await self.read_state()
+        return dict(self._liveness)
 
     async def index(self) -> int | None:
         return 1 if self._configured else None
@@ -239,9 +247,7 @@ def build_kube(settings: AgentSettings) -> Any:
 
 
 def build_settings(**overrides: Any) -> AgentSettings:
-    if hasattr(AgentSettings, "from_environment"):
-        return AgentSettings.from_environment(**overrides)
-    return AgentSettings(**overrides)  # pydantic-settings: reads REEF_* itself
+    return AgentSettings.from_environment(**overrides)
 
 
 def build_agent(settings: AgentSettings, kube: Any) -> Any:

@@ -153,7 +153,7 @@ from bench.member_memory import member
 from reef.agent.informer import without_managed_fields
 from reef.agent.peer_planner import PeerPlanner
 from reef.agent.watches import member_view
-from reef.api.models import parse_mesh_agent, parse_mesh_network
+from reef.api.records import read_mesh_agent, read_mesh_network
 from reef.dataplane.keys import Key
 
 def rss():
@@ -176,10 +176,10 @@ gc.collect()
 cached = rss()
 planner = PeerPlanner()
 planner.set_members(cache)
-network = parse_mesh_network(
+network = read_mesh_network(
     {"metadata": {"name": "default"}, "spec": {"cidrs": ["100.64.0.0/10"]}}
 )
-plan = planner.plan(parse_mesh_agent(cache[me]), Key.generate(), network.spec)
+plan = planner.plan(read_mesh_agent(cache[me]), Key.generate(), network.spec)
 gc.collect()
 print(json.dumps({"cache": cached - before, "planner": rss() - cached, "peers": len(plan.peers)}))
 """

@@ -32,10 +32,10 @@ from typing import Any
 from bench.agent_common import print_command
 from reef.agent.peer_planner import PeerPlanner
 from reef.agent.peers import forget_parsed_texts, plan_peers
-from reef.api.models import MeshNetworkSpec, parse_mesh_agent
+from reef.api.records import MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key
 
-NETWORK = MeshNetworkSpec(cidrs=("100.64.0.0/10",), routablePrefixes=("10.0.0.0/8",))
+NETWORK = MeshNetworkSpec(cidrs=("100.64.0.0/10",), routable_prefixes=("10.0.0.0/8",))
 CLUSTER = (ipaddress.ip_network("10.96.0.0/12"), ipaddress.ip_network("10.244.0.0/16"))
 
 
@@ -88,7 +88,7 @@ def _ms(value: float) -> str:
 
 def measure(members: int, extras_every: int, runs: int, updates: int) -> str:
     bodies = {f"n{i}": _body(i, extras_every) for i in range(members)}
-    agents = [parse_mesh_agent(body) for body in bodies.values()]
+    agents = [read_mesh_agent(body) for body in bodies.values()]
     me = agents[0]
     my_key = Key((1).to_bytes(4, "big") * 8).public_key()
 

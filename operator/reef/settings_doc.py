@@ -13,10 +13,14 @@ import types
 import typing
 from pathlib import Path
 
-from pydantic.fields import FieldInfo
-from pydantic_core import PydanticUndefined
-
-from reef.settings import AgentSettings, EnvironmentSettings, KubeSettings, OperatorSettings
+from reef.settings import (
+    AgentSettings,
+    EnvironmentSettings,
+    KubeSettings,
+    OperatorSettings,
+    SettingField,
+    setting_fields,
+)
 
 HEADER = """\
 # Settings reference
@@ -69,8 +73,8 @@ def _type_name(annotation: object) -> str:
     return str(annotation)
 
 
-def _default(field: FieldInfo) -> str:
-    if field.default is PydanticUndefined:
+def _default(field: SettingField) -> str:
+    if field.required:
         return "**required**"
     if field.default is None:
         return "unset"
@@ -90,8 +94,10 @@ def render() -> str:
             "| variable | type | default | chart value | meaning |",
             "|---|---|---|---|---|",
         ]
-        for name, field in model.model_fields.items():
-            shared = name in KubeSettings.model_fields
+        shared_names = {field.name for field in setting_fields(KubeSettings)}
+        for field in setting_fields(model):
+            name = field.name
+            shared = name in shared_names
             meaning = _cell(field.description or "")
             if shared:
                 meaning += " (both processes)"

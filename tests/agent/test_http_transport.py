@@ -54,6 +54,19 @@ def test_calls_return_json_and_errors_raise_api_exception_with_the_status(
     transport.request("DELETE", "/api/v1/namespaces/reef-http")
 
 
+def test_the_server_knows_the_agent_by_its_user_agent(transport: HttpTransport) -> None:
+    # With no fieldManager given, the API server names the writer by its User-Agent (up
+    # to the first "/"); a request without one is recorded as "unknown".
+    created = json.loads(
+        transport.request("POST", "/api/v1/namespaces", body=_namespace("reef-http-agent")).data
+    )
+    try:
+        managers = {entry["manager"] for entry in created["metadata"]["managedFields"]}
+        assert managers == {"reef-agent"}
+    finally:
+        transport.request("DELETE", "/api/v1/namespaces/reef-http-agent")
+
+
 def test_a_watch_streams_events_until_the_server_ends_it(transport: HttpTransport) -> None:
     listed = json.loads(transport.request("GET", "/api/v1/namespaces").data)
     version = listed["metadata"]["resourceVersion"]

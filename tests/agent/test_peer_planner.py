@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from reef.agent.peer_planner import PeerPlanner
 from reef.agent.peers import PeerSetPlan, endpoint_hostnames, plan_peers
-from reef.api.models import MeshAgent, MeshNetworkSpec, Topology, parse_mesh_agent
+from reef.api.kinds import Topology
+from reef.api.records import MeshAgent, MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -89,9 +90,9 @@ def check_sequence(
     """Apply ``steps`` one by one; after each, the incremental plan equals the full one."""
     network = MeshNetworkSpec(
         cidrs=("100.64.0.0/24", "fd00::/64"),
-        routablePrefixes=("10.0.0.0/8", "fd01::/32"),
+        routable_prefixes=("10.0.0.0/8", "fd01::/32"),
         topology=topology,
-        persistentKeepalive=10,
+        persistent_keepalive=10,
     )
     resolved = {"peer.example": ipaddress.ip_address("198.18.0.9") if resolves else None}
     me_body: dict[str, Any] = {
@@ -112,8 +113,8 @@ def check_sequence(
             body["metadata"]["resourceVersion"] = str(version)
             current[name] = body
             planner.set_member(name, body)
-        me: MeshAgent = parse_mesh_agent(me_body)
-        members = [parse_mesh_agent(b) for b in current.values()]
+        me: MeshAgent = read_mesh_agent(me_body)
+        members = [read_mesh_agent(b) for b in current.values()]
         full = plan_peers(me, MY_KEY, members, network, resolved, cluster_prefixes=CLUSTER)
         incremental = planner.plan(me, MY_KEY, network, resolved, cluster_prefixes=CLUSTER)
         assert normalized(incremental) == normalized(full), (version, kind, name, body)
@@ -175,7 +176,7 @@ def test_long_seeded_random_sequences_keep_the_incremental_plan_equal_to_the_ful
 def test_a_member_change_that_shares_nothing_costs_no_other_member_a_new_read() -> None:
     """The fast path is taken: a lone change re-reads only the changed member."""
     network = MeshNetworkSpec(cidrs=("100.64.0.0/16",))
-    me = parse_mesh_agent(
+    me = read_mesh_agent(
         {
             "metadata": {"name": "me", "creationTimestamp": EPOCH.isoformat()},
             "spec": {"publicKey": MY_KEY.base64()},
@@ -216,7 +217,7 @@ def test_a_bulk_load_and_a_full_read_leave_the_garbage_collector_as_they_found_i
     network = MeshNetworkSpec(cidrs=("100.64.0.0/24",))
     good = {"metadata": {"name": "a", "resourceVersion": "1"}, "spec": {"publicKey": KEYS[0]}}
     bad: dict[str, Any] = {"metadata": {"resourceVersion": "1"}, "spec": {}}  # no name
-    me = parse_mesh_agent({"metadata": {"name": "me"}, "spec": {"publicKey": MY_KEY.base64()}})
+    me = read_mesh_agent({"metadata": {"name": "me"}, "spec": {"publicKey": MY_KEY.base64()}})
     try:
         for enabled in (True, False):
             if enabled:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import itertools
 from datetime import UTC, datetime, timedelta
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reef.agent.peers import plan_peers, tunnel_keepalive
-from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology, parse_mesh_agent
+from reef.api.kinds import Role, Topology
+from reef.api.records import MeshAgent, MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key
 
 EPOCH = datetime(2025, 1, 1, tzinfo=UTC)
@@ -43,7 +45,7 @@ def member(
     }
     if keepalive is not None:
         spec["persistentKeepalive"] = keepalive
-    return parse_mesh_agent(
+    return read_mesh_agent(
         {
             "metadata": metadata,
             "spec": spec,
@@ -94,7 +96,7 @@ def meshes(draw: st.DrawFn) -> tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpe
         )
     allowlist = draw(st.sampled_from([(), ("10.0.0.0/8",), ("10.0.0.0/8", "192.168.0.0/16")]))
     return members, MeshNetworkSpec(
-        cidrs=("100.64.0.0/24",), topology=topology, routablePrefixes=allowlist
+        cidrs=("100.64.0.0/24",), topology=topology, routable_prefixes=allowlist
     )
 
 
@@ -163,7 +165,7 @@ def test_full_mesh_is_symmetric_and_every_node_agrees_on_who_is_skipped(
     case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
 ) -> None:
     members, network = case
-    network = network.model_copy(update={"topology": Topology.FULL_MESH})
+    network = dataclasses.replace(network, topology=Topology.FULL_MESH)
     all_plans = plans(members, network)
     for (a, plan_a), (b, plan_b) in itertools.permutations(all_plans.items(), 2):
         a_has_b = b in plan_a.names.values()
@@ -180,7 +182,7 @@ def test_in_hub_topology_spokes_peer_only_with_hubs(
     case: tuple[list[tuple[MeshAgent, Key]], MeshNetworkSpec],
 ) -> None:
     members, network = case
-    network = network.model_copy(update={"topology": Topology.HUB})
+    network = dataclasses.replace(network, topology=Topology.HUB)
     by_name = {m.name: m for m, _ in members}
     for name, plan in plans(members, network).items():
         if by_name[name].spec.role is Role.HUB:
@@ -215,7 +217,7 @@ def test_a_prefix_outside_the_allowlist_is_dropped_alone_and_its_member_is_told_
         address="100.64.0.2",
         extras=("10.9.0.0/24", "172.16.0.0/24", "10.96.0.0/24", "100.64.0.128/25"),
     )
-    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routablePrefixes=("10.0.0.0/8",))
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routable_prefixes=("10.0.0.0/8",))
     cluster = (ipaddress.ip_network("10.96.0.0/12"),)
 
     seen_by_me = plan_peers(me, keys[0].public_key(), [me, site], network, cluster_prefixes=cluster)
@@ -256,7 +258,7 @@ def test_keepalive_overrides_are_agreed_by_both_ends_of_a_tunnel() -> None:
     b = member("b", keys[1], address="100.64.0.2")
     c = member("c", keys[2], address="100.64.0.3")
     agents = [natted, b, c]
-    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), persistentKeepalive=25)
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), persistent_keepalive=25)
 
     def keepalives(me: MeshAgent, key: Key) -> dict[str, int]:
         plan = plan_peers(me, key.public_key(), agents, network)
@@ -272,7 +274,7 @@ def test_a_spokes_first_hub_carries_the_other_spokes_addresses() -> None:
     s1 = member("s1", keys[1], address="100.64.0.2", age=1)
     s2 = member("s2", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
     network = MeshNetworkSpec(
-        cidrs=("100.64.0.0/24",), topology=Topology.HUB, routablePrefixes=("10.9.0.0/16",)
+        cidrs=("100.64.0.0/24",), topology=Topology.HUB, routable_prefixes=("10.9.0.0/16",)
     )
 
     plan = plan_peers(s1, keys[1].public_key(), [hub, s1, s2], network)
@@ -325,7 +327,7 @@ def test_an_extra_covering_another_members_address_skips_the_younger_member() ->
     # An address outside the pool (a hand-edited status) inside an allowed prefix.
     odd = member("odd", keys[1], address="10.9.0.5", age=1)
     site = member("site", keys[2], address="100.64.0.3", age=2, extras=("10.9.0.0/24",))
-    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routablePrefixes=("10.9.0.0/16",))
+    network = MeshNetworkSpec(cidrs=("100.64.0.0/24",), routable_prefixes=("10.9.0.0/16",))
 
     plan = plan_peers(me, keys[0].public_key(), [me, odd, site], network)
 

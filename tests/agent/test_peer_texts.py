@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reef.agent.peers import _host_network, _ip_literal, forget_parsed_texts, plan_peers
-from reef.api.models import MeshNetworkSpec, parse_mesh_agent
+from reef.api.records import MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key
 
 TRICKY = [
@@ -97,7 +97,7 @@ def test_a_refused_address_is_refused_again_when_asked_twice() -> None:
     network = MeshNetworkSpec(cidrs=("100.64.0.0/10",))
     keys = [Key(bytes([n + 1]) * 32).public_key() for n in range(2)]
     me, bad = (
-        parse_mesh_agent(
+        read_mesh_agent(
             {
                 "metadata": {"name": name},
                 "spec": {"publicKey": key.base64(), "endpoint": "198.18.0.1:51820"},

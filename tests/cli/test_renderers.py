@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from reef.agent.peers import plan_peers
-from reef.api.models import parse_mesh_agent, parse_mesh_network
+from reef.api.records import read_mesh_agent, read_mesh_network
 from reef.cli.graph import BROKEN_EDGE, HEALTHY_EDGE, render_dot
 from reef.cli.join import write_private
 from reef.cli.report import Health, OperatorReport, build_report, listed_names
@@ -205,11 +205,11 @@ def test_wg_quick_config_has_the_planned_peers_and_keeps_nat_open() -> None:
         member("behind-nat", "100.64.0.2", node=""),
         member("pending", None),
     ]
-    net = parse_mesh_network(network())
+    net = read_mesh_network(network())
     plan = plan_peers(
-        parse_mesh_agent(me),
+        read_mesh_agent(me),
         private.public_key(),
-        [parse_mesh_agent(o) for o in [me, *others]],
+        [read_mesh_agent(o) for o in [me, *others]],
         net.spec,
     )
     text = render_wg_quick(

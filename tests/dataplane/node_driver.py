@@ -25,8 +25,10 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from reef.dataplane import DeviceSpec, Endpoint, Key, PeerSpec
+from reef.dataplane import DeviceSpec, Endpoint, Key, PeerSpec, uapi
 from reef.dataplane.select import open_backend, select_backend
+from reef.dataplane.spec import liveness_of
+from reef.dataplane.userspace import UserspaceBackend
 
 
 def peer_from_json(data: dict[str, Any]) -> PeerSpec:
@@ -92,6 +94,17 @@ def main(argv: list[str]) -> int:
                     }
                     for key, peer in state.peers.items()
                 },
+            }
+        elif command == "liveness":
+            live = backend.read_liveness()
+            state = backend.read_state()  # after: its counters are as new or newer
+            fast = None
+            if isinstance(backend, UserspaceBackend):  # wireguard-go's line order, really?
+                fast = len(uapi._LIVENESS_BLOCK.findall(backend.exchange(uapi.GET_REQUEST)))
+            answer = {
+                "liveness": {Key(raw).base64(): list(value) for raw, value in live.items()},
+                "state": {Key(raw).base64(): list(v) for raw, v in liveness_of(state).items()},
+                "fast_path_blocks": fast,
             }
         elif command == "remove":
             backend.remove_interface()

@@ -7,6 +7,7 @@ import ipaddress
 import shutil
 import subprocess
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -14,10 +15,11 @@ from hypothesis import strategies as st
 
 from reef.dataplane import DeviceState, Endpoint, InvalidKeyError, Key, PeerPlan, PeerSpec
 from reef.dataplane.diff import PeerUpdate
-from reef.dataplane.spec import PeerState
+from reef.dataplane.spec import PeerState, liveness_of
 from reef.dataplane.uapi import (
     UapiError,
     decode_device,
+    decode_liveness,
     decode_response,
     device_lines,
     encode_set,
@@ -212,3 +214,59 @@ def encode_device_state(state: DeviceState, private_key: Key | None = None) -> b
         lines += [f"allowed_ip={net}" for net in peer.allowed_ips]
     lines.append("errno=0")
     return "".join(f"{line}\n" for line in lines).encode("ascii") + b"\n"
+
+
+# --- the health check's read: decode_liveness ------------------------------------------
+
+
+def _wireguard_go_block(key: bytes, handshake: tuple[int, int], rx: int, ips: int) -> list[str]:
+    """One peer as wireguard-go's IpcGet writes it (device/uapi.go), in its order."""
+    lines = [f"public_key={key.hex()}", "protocol_version=1", "endpoint=198.51.100.7:51820"]
+    lines += [f"last_handshake_time_sec={handshake[0]}", f"last_handshake_time_nsec={handshake[1]}"]
+    lines += [f"tx_bytes={rx // 2}", f"rx_bytes={rx}", "persistent_keepalive_interval=25"]
+    return lines + [f"allowed_ip=10.0.{i}.0/24" for i in range(ips)]
+
+
+liveness_peers = st.dictionaries(
+    raw_keys,
+    st.tuples(
+        st.one_of(st.just((0, 0)), st.tuples(st.integers(1, 2**33), st.integers(0, 999_999_999))),
+        st.integers(0, 2**60),
+        st.integers(0, 3),
+    ),
+    max_size=6,
+)
+
+
+@given(liveness_peers, st.booleans(), st.randoms(use_true_random=False))
+def test_decode_liveness_says_what_the_whole_decode_says_in_any_line_order(
+    peers: dict[bytes, tuple[tuple[int, int], int, int]], shuffled: bool, rng: Any
+) -> None:
+    lines = ["private_key=" + "11" * 32, "listen_port=51820"]
+    for key, (handshake, rx, ips) in peers.items():
+        block = _wireguard_go_block(key, handshake, rx, ips)
+        if shuffled:  # "public_key opens a peer block" is all UAPI promises
+            rest = block[1:]
+            rng.shuffle(rest)
+            block = [block[0], *rest]
+        lines += block
+    answer = ("\n".join(lines) + "\nerrno=0\n\n").encode()
+    assert response_complete(answer)
+    expected = liveness_of(decode_device(decode_response(answer)))
+    got = decode_liveness(answer)
+    assert got.keys() == expected.keys() == peers.keys()
+    for key, (seconds, rx) in got.items():
+        # the whole decode goes through datetime: microseconds; this keeps the nanoseconds
+        assert seconds == pytest.approx(expected[key][0], abs=1e-6, rel=0)
+        assert rx == expected[key][1]
+        assert (seconds == 0.0) == (peers[key][0] == (0, 0))
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"errno=-22\n\n", b"listen_port=1\npublic_key=" + b"ab" * 32 + b"\n", b"listen_port=1\n\n"],
+    ids=["errno", "truncated", "no-errno"],
+)
+def test_decode_liveness_refuses_what_decode_device_refuses(answer: bytes) -> None:
+    with pytest.raises(UapiError):
+        decode_liveness(answer)

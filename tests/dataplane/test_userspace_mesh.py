@@ -26,6 +26,15 @@ def test_two_nodes_ping_each_other_over_wireguard_and_record_a_handshake(lab: La
     output = a.node.run("wg", "show", a.node.wg_ifname, "latest-handshakes").stdout
     handshakes = dict(line.split("\t") for line in output.splitlines())
     assert handshakes[b.key.public_key().base64()] != "0"
+    # The health check's read (read_liveness) agrees with the whole state, and took
+    # wireguard-go's answer by its fast path (its line order is the one assumed).
+    both = drive(a.node, BACKEND, "liveness")
+    assert both["fast_path_blocks"] == len(both["state"]) == len(mesh) - 1
+    assert both["liveness"].keys() == both["state"].keys()
+    for key, (handshake, rx) in both["liveness"].items():
+        assert handshake == pytest.approx(both["state"][key][0], abs=1e-6, rel=0)
+        assert rx <= both["state"][key][1]
+    assert both["liveness"][b.key.public_key().base64()][1] > 0
 
 
 def test_ensuring_a_configured_interface_again_does_not_recreate_it(lab: Lab) -> None:

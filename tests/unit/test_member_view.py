@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from reef.agent.watches import member_view, peer_relevant
-from reef.api.models import parse_mesh_agent
+from reef.api.records import read_mesh_agent
 
 
 def _condition(kind: str, status: str = "True") -> dict[str, Any]:
@@ -72,7 +72,7 @@ def test_a_view_changes_nothing_that_wakes_the_agent_or_that_planning_reads(
     for body in (_member("other"), {**_member("other"), "status": status}):
         kept = member_view("me")(copy.deepcopy(body))
         assert peer_relevant(kept) == peer_relevant(body)
-        parsed, full = parse_mesh_agent(kept), parse_mesh_agent(body)
+        parsed, full = read_mesh_agent(kept), read_mesh_agent(body)
         assert parsed.metadata == full.metadata
         assert parsed.spec == full.spec
         assert parsed.status.addresses == full.status.addresses

@@ -39,7 +39,7 @@ from reef.agent.reporting import Reporter
 from reef.agent.resolver import DNS_TIMEOUT_SECONDS, Resolver
 from reef.agent.status import StatusReporter
 from reef.agent.watches import Watches
-from reef.api.models import MeshAgent
+from reef.api.records import MeshAgent
 from reef.dataplane import DataplaneError, Key
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder

@@ -20,7 +20,7 @@ from reef.agent.endpoint import EndpointChoice, choose_endpoint
 from reef.agent.keys import KeyFileError, load_or_create_key
 from reef.agent.watches import Watches
 from reef.api import names
-from reef.api.models import MeshNetwork
+from reef.api.records import MeshNetwork
 from reef.dataplane import DataplaneError, Key
 from reef.kube.client import Kube
 from reef.kube.events import EventRecorder

@@ -19,7 +19,7 @@ from reef.agent.control import LOGGER_NAME, elapsed
 from reef.agent.device import WIREGUARD_OVERHEAD, Device
 from reef.agent.peers import PeerSetPlan
 from reef.api import names
-from reef.api.models import MeshAgent, MeshNetwork
+from reef.api.records import MeshAgent, MeshNetwork
 from reef.dataplane import DataplaneError, DeviceSpec, Key, PeerSpec
 from reef.kube.events import EventRecorder
 from reef.observability.events import EventType, Reason

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from reef.dataplane import Backend, DeviceSpec, DeviceState, PeerPlan, PeerSpec
+from reef.dataplane.spec import PeerLiveness
 
 if TYPE_CHECKING:
     from reef.dataplane.select import BackendChoice
@@ -117,6 +118,9 @@ class Device:
 
     async def read_state(self) -> DeviceState:
         return await self._run(self.backend.read_state)
+
+    async def read_liveness(self) -> PeerLiveness:
+        return await self._run(self.backend.read_liveness)
 
     async def index(self) -> int | None:
         return await self._run(interface_index, self.ifname)

@@ -8,8 +8,6 @@ import logging
 import os
 import signal
 
-from pydantic import ValidationError
-
 from reef.agent import ports
 from reef.agent.agent import Agent
 from reef.agent.bootstrap import own_ref
@@ -21,7 +19,7 @@ from reef.observability.events import EventType, Reason
 from reef.observability.http import ProbeServer
 from reef.observability.logs import configure_logging
 from reef.observability.metrics import report_build_info, report_readiness
-from reef.settings import AgentSettings
+from reef.settings import AgentSettings, SettingsError
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +69,7 @@ def run_agent(early: EarlyRegistration | None = None) -> int:
     """``reef agent``; ``early``: the MeshAgent reef.agent.early created, if it did."""
     try:
         settings = AgentSettings.from_environment()
-    except ValidationError as error:
+    except SettingsError as error:
         print(f"reef agent: invalid settings (REEF_* environment variables):\n{error}")
         return 2
     configure_logging(settings.log_format, settings.log_level)

@@ -47,7 +47,8 @@ from reef.agent.peers import (
     supernet_keys,
     tunnel_keepalive,
 )
-from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology, parse_mesh_agent
+from reef.api.kinds import Role, Topology
+from reef.api.records import MeshAgent, MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key, PeerSpec
 from reef.dataplane.spec import IPAddress, IPNetwork
 from reef.multimap import discard_member
@@ -245,7 +246,7 @@ class PeerPlanner:
         cached = self._parsed.get(name)
         if cached is not None and version and cached[0] == version:
             return
-        agent = parse_mesh_agent(body)
+        agent = read_mesh_agent(body)
         self._parsed[name] = (version, agent)
         self._dirty.add(name)
         self._hostnames.pop(name, None)

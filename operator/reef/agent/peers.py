@@ -50,7 +50,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from reef.api.models import MeshAgent, MeshNetworkSpec, Role, Topology
+from reef.api.kinds import Role, Topology
+from reef.api.records import MeshAgent, MeshNetworkSpec
 from reef.dataplane import Endpoint, InvalidKeyError, Key, PeerSpec
 from reef.dataplane.spec import IPAddress, IPNetwork
 
@@ -89,7 +90,7 @@ class _Member:
     endpoint: Endpoint | None
     problem: str | None = None
     refused: tuple[str, ...] = ()
-    name: str = field(init=False)  # agent.name, read often: a pydantic property costs more
+    name: str = field(init=False)  # agent.name, read often: a property call costs more
 
     def __post_init__(self) -> None:
         self.name = self.agent.name

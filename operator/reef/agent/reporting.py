@@ -11,16 +11,15 @@ import ipaddress
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 from reef.agent.configure import DeviceConfigurator
 from reef.agent.control import LOGGER_NAME
 from reef.agent.device import Device
-from reef.agent.health import ALLOCATED, Observation, RxTracker, peer_health
+from reef.agent.health import ALLOCATED, LivenessTracker, Observation
 from reef.agent.peers import PeerSetPlan, SkippedPeer
 from reef.agent.status import StatusReporter
-from reef.api.models import MeshAgent, MeshNetwork
+from reef.api.records import MeshAgent, MeshNetwork
 from reef.kube.events import EventRecorder
 from reef.observability import metrics
 from reef.observability.events import EventType, Reason
@@ -51,7 +50,7 @@ class Reporter:
         self._reported_skips: dict[str, str] = {}
         self._reported_refusals: tuple[str, ...] = ()
         self._endpoint_problem: str | None = None
-        self._rx = RxTracker()
+        self._liveness = LivenessTracker()
 
     def forget(self) -> None:
         """The interface was removed: report its skips and refusals again when it returns."""
@@ -107,23 +106,20 @@ class Reporter:
         total = healthy = 0
         unhealthy: tuple[str, ...] = ()
         if config.configured:
-            state = await self._device.read_state()
-            now = datetime.now(UTC)
+            # Every health tick comes here with N peers: one cheap device read and one
+            # pass (health.LivenessTracker); only the few oldest ages reach the metrics.
+            live = await self._device.read_liveness()
             network = self._network()
-            healthy, unhealthy = peer_health(
-                state,
+            check = self._liveness.check(
+                live,
                 plan.names,
-                now,
-                self._rx.silence(state, time.monotonic()),
+                time.time(),
+                time.monotonic(),
                 network.spec.persistent_keepalive if network is not None else 0,
             )
+            healthy, unhealthy = check.healthy, check.unhealthy
             total = len(plan.names)
-            ages = {}
-            for key, name in plan.names.items():
-                peer = state.peers.get(key)
-                if peer is not None and peer.last_handshake is not None:
-                    ages[name] = (now - peer.last_handshake).total_seconds()
-            self._handshake_ages.update(ages)
+            self._handshake_ages.update(check.oldest)
         metrics.AGENT_PEERS.set(total)
         metrics.AGENT_PEERS_HEALTHY.set(healthy)
         allocated_condition = me.condition(ALLOCATED)

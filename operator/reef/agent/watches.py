@@ -13,7 +13,7 @@ from typing import Any
 from reef.agent.health import ALLOCATED
 from reef.agent.informer import Informer
 from reef.api import names
-from reef.api.models import MeshAgent, MeshNetwork, parse_mesh_agent, parse_mesh_network
+from reef.api.records import MeshAgent, MeshNetwork, read_mesh_agent, read_mesh_network
 from reef.kube.client import Kube
 from reef.settings import AgentSettings
 
@@ -138,7 +138,7 @@ class Watches:
         # Parsed once per version of the object (the informer stores a new dict for each):
         # validating it on every health tick was a quarter of the idle agent's CPU.
         if body is not self._network_body:
-            self._network_parsed = parse_mesh_network(body)
+            self._network_parsed = read_mesh_network(body)
             self._network_body = body
         return self._network_parsed
 
@@ -146,7 +146,7 @@ class Watches:
         """Our MeshAgent ``body`` (the informer's, or a write's answer) parsed once per
         version, not on every sync: health ticks and others' events re-sync as well."""
         if body is not self._own_body or self._own_parsed is None:
-            self._own_parsed = parse_mesh_agent(body)
+            self._own_parsed = read_mesh_agent(body)
             self._own_body = body
         return self._own_parsed
 

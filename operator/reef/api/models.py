@@ -7,13 +7,13 @@ on a newer object) and strict about the fields it relies on.
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from enum import StrEnum
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from reef.api.durations import parse_duration
+from reef.api.kinds import Role, Topology
 from reef.api.names import DEFAULT_NETWORK
 
 IPNetwork = IPv4Network | IPv6Network
@@ -21,16 +21,6 @@ IPNetwork = IPv4Network | IPv6Network
 
 class _Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
-
-
-class Topology(StrEnum):
-    FULL_MESH = "FullMesh"
-    HUB = "Hub"
-
-
-class Role(StrEnum):
-    AGENT = "Agent"
-    HUB = "Hub"
 
 
 class ObjectMeta(_Model):

@@ -18,7 +18,7 @@ from typing import Any
 from reef.agent.keys import KeyFileError, key_path, load_key, load_or_create_key
 from reef.agent.peers import endpoint_hostnames, plan_peers, split_endpoint
 from reef.api import names
-from reef.api.models import parse_mesh_agent, parse_mesh_network
+from reef.api.records import read_mesh_agent, read_mesh_network
 from reef.cli.cluster import Body, CliError, Cluster
 from reef.cli.report import DATAPLANE_LABEL, WG_QUICK
 from reef.cli.wgquick import render_wg_quick
@@ -55,11 +55,11 @@ def _resolve(hosts: set[str]) -> dict[str, IPAddress | None]:
 
 def render_config(cluster: Cluster, body: Body, private_key: Key | None) -> str:
     """The wg-quick config of member ``body`` as the API says now."""
-    me = parse_mesh_agent(body)
+    me = read_mesh_agent(body)
     if not me.status.addresses:
         raise CliError(f"MeshAgent {me.name} has no address yet")
-    network = parse_mesh_network(cluster.network(me.spec.network))
-    members = [parse_mesh_agent(a) for a in cluster.agents(me.spec.network)]
+    network = read_mesh_network(cluster.network(me.spec.network))
+    members = [read_mesh_agent(a) for a in cluster.agents(me.spec.network)]
     public = Key.from_base64(me.spec.public_key)
     plan = plan_peers(me, public, members, network.spec, _resolve(endpoint_hostnames(members)))
     listen_port = split_endpoint(me.spec.endpoint)[1] if me.spec.endpoint else None

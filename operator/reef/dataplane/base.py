@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Literal, Protocol
 
 from reef.dataplane.diff import PeerPlan
-from reef.dataplane.spec import DeviceSpec, DeviceState, PeerSpec
+from reef.dataplane.spec import DeviceSpec, DeviceState, PeerLiveness, PeerSpec
 
 BackendKind = Literal["kernel", "userspace"]
 
@@ -42,6 +42,11 @@ class Backend(Protocol):
 
     def read_state(self) -> DeviceState:
         """Peers as the device reports them: handshakes, endpoints, counters."""
+        ...
+
+    def read_liveness(self) -> PeerLiveness:
+        """Each peer's last handshake and received bytes only (the agent's health check,
+        every few seconds: cheaper than :meth:`read_state` where the backend can)."""
         ...
 
     def remove_interface(self) -> None:

@@ -13,14 +13,24 @@ not to be relied on beyond "``public_key`` opens a peer block".
 
 from __future__ import annotations
 
+import binascii
 import ipaddress
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from reef.dataplane.diff import PeerPlan
 from reef.dataplane.keys import Key
-from reef.dataplane.spec import DeviceState, Endpoint, IPNetwork, PeerSpec, PeerState
+from reef.dataplane.spec import (
+    DeviceState,
+    Endpoint,
+    IPNetwork,
+    PeerLiveness,
+    PeerSpec,
+    PeerState,
+    liveness_of,
+)
 
 GET_REQUEST = b"get=1\n\n"
 
@@ -117,9 +127,13 @@ def decode_response(data: bytes) -> UapiResponse:
     return UapiResponse(tuple(pairs), errno)
 
 
-def response_complete(buffer: bytes) -> bool:
-    """Whether ``buffer`` holds a whole answer: an errno line then a blank line."""
-    return buffer.endswith(b"\n\n") and (b"\nerrno=" in buffer or buffer.startswith(b"errno="))
+def response_complete(buffer: bytes | bytearray) -> bool:
+    """Whether ``buffer`` holds a whole answer: an errno line then a blank line.
+
+    Only the tail is searched: the answer of a 5000-peer device is ~1.5 MB, read in
+    64 KiB chunks, and this is asked after each one."""
+    tail = buffer[-32:]
+    return tail.endswith(b"\n\n") and (b"\nerrno=" in tail or buffer.startswith(b"errno="))
 
 
 class _PeerBuilder:
@@ -193,3 +207,41 @@ def decode_device(response: UapiResponse) -> DeviceState:
         peers[current.public_key] = current.build()
     public_key = private_key.public_key() if private_key is not None else None
     return DeviceState(public_key=public_key, listen_port=listen_port, peers=peers)
+
+
+# One peer block in the order wireguard-go writes it (device/uapi.go: the handshake
+# time, then tx_bytes, then rx_bytes), other lines skipped. A skip can run into the next
+# block only when a line is missing; that leaves fewer matches than blocks, which
+# :func:`decode_liveness` checks. (Possessive skips: no backtracking, a third faster.)
+_LIVENESS_BLOCK = re.compile(
+    rb"\npublic_key=([0-9a-fA-F]{64})\n"
+    rb"(?:(?!last_handshake_time_sec=)[^\n]*\n)*+"
+    rb"last_handshake_time_sec=(\d+)\nlast_handshake_time_nsec=(\d+)\n"
+    rb"(?:(?!rx_bytes=)[^\n]*\n)*+"
+    rb"rx_bytes=(\d+)\n"
+)
+
+
+def decode_liveness(data: bytes) -> PeerLiveness:
+    """Each peer's last handshake and rx bytes from a raw ``get`` answer.
+
+    The health check reads this every few seconds; decoding every line of every peer
+    (:func:`decode_device`) cost 170 ms at 5000 peers. One regular expression picks the
+    three values per peer instead; an answer in another line order (not wireguard-go's)
+    is decoded the long way, with the same result.
+    """
+    tail = data[-32:]  # the errno line ends the answer; no copy of the whole of it
+    errno_at = tail.rfind(b"errno=")
+    if errno_at < 0 or not tail.endswith(b"\n\n") or (errno_at > 0 and tail[errno_at - 1] != 10):
+        raise UapiError("UAPI answer without errno line (truncated?)")
+    decode_response(tail[errno_at:]).check()  # the errno, as decode_device checks it
+    found = _LIVENESS_BLOCK.findall(data)
+    if len(found) != data.count(b"\npublic_key=") or data.startswith(b"public_key="):
+        return liveness_of(decode_device(decode_response(data)))
+    try:
+        return {
+            binascii.unhexlify(key): (int(sec) + int(nsec) / 1e9, int(rx))
+            for key, sec, nsec, rx in found
+        }
+    except binascii.Error as exc:
+        raise UapiError(f"UAPI answer with a malformed key: {exc}") from exc

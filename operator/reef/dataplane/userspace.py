@@ -28,7 +28,7 @@ from reef.dataplane import links, uapi
 from reef.dataplane.base import BackendKind, DataplaneError
 from reef.dataplane.diff import PeerPlan, diff_peers
 from reef.dataplane.netlink import IPRoute
-from reef.dataplane.spec import DeviceSpec, DeviceState, PeerSpec
+from reef.dataplane.spec import DeviceSpec, DeviceState, PeerLiveness, PeerSpec
 from reef.dataplane.waiting import (
     ProcessExitedError,
     WaitTimeoutError,
@@ -73,12 +73,16 @@ class UserspaceBackend:
 
     def request(self, payload: bytes) -> uapi.UapiResponse:
         """Send one request on a fresh connection and return the decoded answer."""
+        return uapi.decode_response(self.exchange(payload))
+
+    def exchange(self, payload: bytes) -> bytes:
+        """Send one request on a fresh connection and return the answer undecoded."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.request_timeout)
             try:
                 sock.connect(str(self.socket_path))
                 sock.sendall(payload)
-                buffer = b""
+                buffer = bytearray()  # appended in place: a 5000-peer answer is ~1.5 MB
                 while not uapi.response_complete(buffer):
                     chunk = sock.recv(65536)
                     if not chunk:
@@ -88,7 +92,7 @@ class UserspaceBackend:
                 raise DataplaneError(
                     f"cannot talk to wireguard-go on {self.socket_path}: {exc}"
                 ) from exc
-        return uapi.decode_response(buffer)
+        return bytes(buffer)
 
     def alive(self) -> bool:
         """Whether a wireguard-go answers on this interface's UAPI socket."""
@@ -170,6 +174,9 @@ class UserspaceBackend:
 
     def read_state(self) -> DeviceState:
         return uapi.decode_device(self.request(uapi.GET_REQUEST))
+
+    def read_liveness(self) -> PeerLiveness:
+        return uapi.decode_liveness(self.exchange(uapi.GET_REQUEST))
 
     def remove_interface(self) -> None:
         self.routes.forget()

@@ -23,7 +23,13 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from reef import __version__
 from reef.kube.writes import ApiException
+
+#: Sent with every call: the API server's audit log, its request metrics and the
+#: ``manager`` of fields written without a fieldManager name the agent by it, where a
+#: request with no User-Agent shows up as "unknown" (client-go sends one the same way).
+USER_AGENT = f"reef-agent/{__version__} (python http.client)"
 
 #: An ordinary call's socket timeout; watches pass their own (longer than the server's).
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -144,7 +150,7 @@ class HttpTransport:
             url += "?" + urllib.parse.urlencode(
                 {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
             )
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if body is not None:
             headers["Content-Type"] = content_type
         if self._authorization is not None and (value := self._authorization()):

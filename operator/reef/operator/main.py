@@ -6,11 +6,15 @@ import kopf
 
 from reef.observability.logs import configure_logging
 from reef.observability.metrics import report_build_info, serve_metrics
-from reef.settings import OperatorSettings
+from reef.settings import OperatorSettings, SettingsError
 
 
 def run_operator() -> int:
-    settings = OperatorSettings.from_environment()
+    try:
+        settings = OperatorSettings.from_environment()
+    except SettingsError as error:
+        print(f"reef operator: invalid settings (REEF_* environment variables):\n{error}")
+        return 2
     configure_logging(settings.log_format, settings.log_level)
     import reef.operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
