@@ -1,9 +1,10 @@
 """Create the node's MeshAgent before the agent's libraries are imported.
 
 Registration needs a key, the MeshNetwork's port, the Node and one POST. Importing the
-Kubernetes client and pydantic (≈ 300 ms of CPU on a small node, docs/benchmarks.md)
-does not; so ``reef agent`` first makes those few calls with the standard library, and
-the operator allocates the address while the rest of the agent loads. The agent proper
+rest of the agent (asyncio, pyroute2, prometheus_client, reef's agent modules: ≈ 150 ms
+of CPU on a small node, docs/benchmarks.md) does not; so ``reef agent`` first makes
+those few calls with the standard library, and the operator allocates the address while
+the rest of the agent loads. The agent proper
 then starts as always: its informers find the MeshAgent (with, usually, its address
 already in the status), and its registration step reconciles it like any MeshAgent that
 was there before it started.
@@ -40,7 +41,8 @@ from reef.observability.logs import configure_logging
 log = logging.getLogger(__name__)
 
 #: The agent settings read here, with their defaults (tests/unit keep them equal to
-#: reef.settings.AgentSettings, which cannot be imported here: it is pydantic).
+#: reef.settings.AgentSettings, which is not used here: it refuses a bad variable, and
+#: reporting that is the agent proper's job, not this optional step's).
 DEFAULTS: Mapping[str, str | None] = {
     "node_name": None,
     "network": names.DEFAULT_NETWORK,
