@@ -16,11 +16,12 @@ import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
 LogFormat = Literal["json", "text"]
+_Parsed = TypeVar("_Parsed")
 
 
 class _Required:
@@ -99,17 +100,18 @@ class EnvironmentSettings:
         by_upper_name = {name.upper(): value for name, value in (environment or os.environ).items()}
         values: dict[str, object] = {
             field.name: by_upper_name[cls.variable(field.name)]
-            for field in setting_fields(cls)
+            for field in dataclasses.fields(cls)
             if cls.variable(field.name) in by_upper_name
         }
         return cls(**{**values, **overrides})
 
     def __post_init__(self) -> None:
         problems: dict[str, str] = {}
+        annotations = _annotations(type(self))
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             try:
-                converted = _convert(value, _annotations(type(self))[field.name])
+                converted = _convert(value, annotations[field.name])
                 _check_constraints(converted, field.metadata)
             except ValueError as error:
                 problems[field.name] = str(error)
@@ -189,12 +191,7 @@ def _boolean(value: object) -> bool:
 def _integer(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str):
-        try:
-            return int(value.strip())
-        except ValueError:
-            pass
-    raise ValueError(f"not an integer: {value!r}")
+    return _parsed(value, int, "an integer")
 
 
 def _number(value: object) -> float:
@@ -202,12 +199,17 @@ def _number(value: object) -> float:
         return value
     if isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    return _parsed(value, float, "a number")
+
+
+def _parsed(value: object, parse: Callable[[str], _Parsed], what: str) -> _Parsed:
+    """``value``, a variable's text, parsed; any other value is refused as not ``what``."""
     if isinstance(value, str):
         try:
-            return float(value.strip())
+            return parse(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"not a number: {value!r}")
+    raise ValueError(f"not {what}: {value!r}")
 
 
 def _check_constraints(value: object, metadata: Mapping[str, Any]) -> None:

@@ -87,6 +87,7 @@ def _cell(text: str) -> str:
 
 def render() -> str:
     lines = [HEADER]
+    shared_names = {field.name for field in setting_fields(KubeSettings)}
     for title, model in SECTIONS:
         lines += [
             f"## {title}",
@@ -94,7 +95,6 @@ def render() -> str:
             "| variable | type | default | chart value | meaning |",
             "|---|---|---|---|---|",
         ]
-        shared_names = {field.name for field in setting_fields(KubeSettings)}
         for field in setting_fields(model):
             name = field.name
             shared = name in shared_names
