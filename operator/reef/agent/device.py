@@ -76,6 +76,15 @@ def interface_index(ifname: str) -> int | None:
         return link_index(ipr, ifname)
 
 
+def _open_backend(ifname: str, override: Any) -> tuple[Backend, BackendChoice]:
+    # Imported on the device's thread, not the event loop's: the dataplane modules bring
+    # pyroute2 (≈ 50 ms of imports), and at start the informers' first lists go out and
+    # are answered meanwhile instead of waiting behind them.
+    from reef.dataplane.select import open_backend
+
+    return open_backend(ifname, override)
+
+
 class Device:
     """The agent's handle on its interface; every method is awaitable."""
 
@@ -90,9 +99,7 @@ class Device:
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
     async def open(self, override: Any = None) -> BackendChoice:
-        from reef.dataplane.select import open_backend
-
-        self._backend, choice = await self._run(open_backend, self.ifname, override)
+        self._backend, choice = await self._run(_open_backend, self.ifname, override)
         self.choice = choice
         return choice
 

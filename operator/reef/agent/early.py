@@ -20,6 +20,9 @@ MeshAgent already registered, which the next start adopts.
 
 from __future__ import annotations
 
+# The first connection encodes the host name with this codec (socket, http.client): it is
+# imported here, not during the calls, which must import nothing (see PRELOAD).
+import encodings.idna  # noqa: F401
 import json
 import logging
 import os
@@ -32,6 +35,7 @@ from typing import Any
 
 from reef.agent.endpoint import choose_endpoint
 from reef.agent.keys import load_or_create_key
+from reef.agent.preload import imports_while_waiting
 from reef.agent.registration import Registration
 from reef.api import names
 from reef.kube.http import HttpTransport, connect
@@ -75,6 +79,10 @@ def _settings(environment: Mapping[str, str]) -> dict[str, str | None]:
         field: by_name.get(f"REEF_{field.upper()}", default) for field, default in DEFAULTS.items()
     }
 
+
+#: Imported on a thread while the calls below wait for their answers: the agent needs
+#: them before it can touch its interface, and they are its largest import (pyroute2).
+PRELOAD = ("reef.dataplane.netlink",)
 
 #: Each call's socket timeout: past it, the agent proper takes over (it retries).
 TIMEOUT_SECONDS = 2.0
@@ -126,21 +134,25 @@ def _register(
     )
     if api is None:
         raise _SkipError("the kubeconfig needs the client library's loader")
+    # Derived before the calls: it may import (reef.dataplane.x25519), and nothing may
+    # import on this thread while the preload imports on another.
+    public_key = key.public_key().base64()
     try:
-        listen_port = _listen_port(api, network)
-        node = _node(api, name)
-        registration = Registration(
-            name=name,
-            network=network,
-            node_name=name,
-            public_key=key.public_key().base64(),
-            endpoint=choose_endpoint(
-                node, listen_port, settings["endpoint"], settings["node_ip"]
-            ).endpoint,
-            node_uid=(node or {}).get("metadata", {}).get("uid"),
-        )
-        path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
-        created = _json(api, "POST", path, registration.body())  # 409 if it exists
+        with imports_while_waiting(PRELOAD):
+            listen_port = _listen_port(api, network)
+            node = _node(api, name)
+            registration = Registration(
+                name=name,
+                network=network,
+                node_name=name,
+                public_key=public_key,
+                endpoint=choose_endpoint(
+                    node, listen_port, settings["endpoint"], settings["node_ip"]
+                ).endpoint,
+                node_uid=(node or {}).get("metadata", {}).get("uid"),
+            )
+            path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
+            created = _json(api, "POST", path, registration.body())  # 409 if it exists
     finally:
         api.close()
     return EarlyRegistration(name, str(created["metadata"]["uid"]))
