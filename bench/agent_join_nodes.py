@@ -162,12 +162,14 @@ class Bench:
             new = poll(lambda: self.running_agent(node, set()), TIMEOUT, f"{node}'s new agent")
             result = Join(node)
             for phase in PHASES:
-                if phase == "created":  # only when the early registration did it
-                    record = new.log.first(phase_is("created"))
-                else:
-                    record = new.log.wait_for(phase_is(phase), TIMEOUT, f"{node} {phase}")
-                if record is not None:
-                    result.phases[phase] = record_time(record) - new.start
+                if phase == "created":
+                    continue
+                record = new.log.wait_for(phase_is(phase), TIMEOUT, f"{node} {phase}")
+                result.phases[phase] = record_time(record) - new.start
+            # Only when the early registration did it; looked for once "registered" (which
+            # follows it) is in the log: read at once, the log may still have been empty.
+            if (created := new.log.first(phase_is("created"))) is not None:
+                result.phases["created"] = record_time(created) - new.start
             for n, stream in pings.items():
                 reply = poll(
                     lambda s=stream: s.first_reply_after(new.start),  # type: ignore[misc]
