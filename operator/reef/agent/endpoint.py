@@ -29,6 +29,8 @@ _FAMILIES = {"IPv4": 4, "IPv6": 6}
 
 @dataclass(frozen=True, slots=True)
 class EndpointChoice:
+    """The endpoint this node announces, and why that one."""
+
     endpoint: str
     #: Where it came from, for the log: annotation, family, setting, node-ip, node, none.
     source: str

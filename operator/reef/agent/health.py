@@ -55,6 +55,8 @@ _LISTED = 5  # names listed in a message before "and N more"
 
 @dataclass(frozen=True, slots=True)
 class ConditionValue:
+    """A condition as the agent means to write it (no timestamps)."""
+
     type: str
     status: str
     reason: str
@@ -310,6 +312,8 @@ def _comparable_dataplane(value: Mapping[str, Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class WriteDecision:
+    """Whether the status needs a write, and whether it may not wait."""
+
     needed: bool
     urgent: bool
 

@@ -83,6 +83,8 @@ class PeerSetPlan:
 
 @dataclass(slots=True)
 class _Member:
+    """One member as peer planning reads it: its key, addresses, routes, endpoint."""
+
     agent: MeshAgent
     key: Key
     addresses: tuple[IPNetwork, ...]

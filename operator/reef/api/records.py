@@ -35,6 +35,8 @@ class RecordError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ObjectMeta:
+    """The metadata fields reef reads."""
+
     name: str
     uid: str = ""
     generation: int = 0
@@ -46,6 +48,8 @@ class ObjectMeta:
 
 @dataclass(frozen=True, slots=True)
 class MeshNetworkSpec:
+    """A network's spec: its ranges, port, MTU, keepalive, topology and policies."""
+
     cidrs: tuple[str, ...]
     listen_port: int = 51820
     mtu: int | None = None
@@ -97,6 +101,8 @@ class MeshAgentSpec:
 
 @dataclass(frozen=True, slots=True)
 class Condition:
+    """One status condition, as the API returned it."""
+
     type: str
     status: str
     reason: str
@@ -107,6 +113,8 @@ class Condition:
 
 @dataclass(frozen=True, slots=True)
 class UnreachableMember:
+    """A member other agents report they cannot reach."""
+
     name: str = ""
     unreachable_from: int = 0
     observers: int = 0
@@ -114,6 +122,8 @@ class UnreachableMember:
 
 @dataclass(frozen=True, slots=True)
 class MeshNetworkStatus:
+    """What the operator reports about a network's addresses and agents."""
+
     capacity: int = 0
     allocated: int = 0
     reserved: int = 0
@@ -126,6 +136,8 @@ class MeshNetworkStatus:
 
 @dataclass(frozen=True, slots=True)
 class MeshNetwork:
+    """A MeshNetwork as the agent reads it."""
+
     metadata: ObjectMeta
     spec: MeshNetworkSpec
     status: MeshNetworkStatus = MeshNetworkStatus()
@@ -138,12 +150,16 @@ class MeshNetwork:
 
 @dataclass(frozen=True, slots=True)
 class PeerCounts:
+    """An agent's peers, in all and with a recent handshake."""
+
     total: int = 0
     healthy: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class DataplaneStatus:
+    """What an agent reports about its interface (status.dataplane)."""
+
     backend: str = ""
     backend_reason: str = ""
     interface: str = ""
@@ -155,6 +171,8 @@ class DataplaneStatus:
 
 @dataclass(frozen=True, slots=True)
 class MeshAgentStatus:
+    """A member's status: the operator's allocation and the agent's report."""
+
     addresses: tuple[str, ...] = ()
     allocated_at: str = ""
     observed_generation: int = 0
@@ -164,6 +182,8 @@ class MeshAgentStatus:
 
 @dataclass(frozen=True, slots=True)
 class MeshAgent:
+    """A MeshAgent as the agent reads it."""
+
     metadata: ObjectMeta
     spec: MeshAgentSpec
     status: MeshAgentStatus = MeshAgentStatus()
