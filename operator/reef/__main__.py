@@ -21,6 +21,10 @@ CLI_VERBS = {
 }
 
 
+#: What ``reef agent`` imports before it can configure its interface.
+AGENT_MODULES = ("reef.agent.main", "reef.dataplane.select")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in CLI_VERBS:
@@ -45,11 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_operator()
     if arguments.command == "agent":
-        # Registered first, with the standard library only: the operator allocates the
-        # address while the agent's libraries load (reef.agent.early).
+        # Registered first, with the standard library only, while the agent's libraries
+        # load: the operator allocates the address meanwhile (reef.agent.early).
         from reef.agent.early import register_early
 
-        early = register_early()
+        early = register_early(modules=AGENT_MODULES)
         from reef.agent.main import run_agent
 
         return run_agent(early)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from reef.agent import early
+from reef.__main__ import AGENT_MODULES
 from reef.api import names
 from tests.agent.bed import AgentBed, Record
 from tests.support.mesh import MeshApi, addresses
@@ -35,7 +35,7 @@ def test_a_first_start_registers_before_the_agent_loads_and_then_configures(
     starting = _index(records, _message_starts("reef agent starting"))
     registered = _index(records, lambda r: r.get("phase") == "registered")
     assert created < starting < registered
-    assert records[created]["message"].startswith(f"registered MeshAgent {name} before loading")
+    assert records[created]["message"].startswith(f"registered MeshAgent {name} while loading")
     assert records[registered]["message"] == "registered (created at start-up)"
     # The agent proper created nothing itself (registration.create logs each create).
     assert not any(r.get("message") == f"registered MeshAgent {name}" for r in records)
@@ -67,11 +67,12 @@ def test_a_restart_leaves_the_existing_meshagent_to_the_agent_proper(
     assert mesh.get_agent(agents.node_name("a"))["metadata"]["uid"] == uid
 
 
-#: Run in a fresh interpreter: the early registration, with every import recorded by
-#: thread and by whether it happened while the preload ran beside the calls.
+#: Run in a fresh interpreter: the early registration with the agent's modules beside it,
+#: every import recorded by thread and by whether it happened while both ran.
 _RECORD_IMPORTS = """
-import contextlib, json, sys, threading
-from reef.agent import early
+import json, sys, threading
+from reef.__main__ import AGENT_MODULES
+from reef.agent import early, overlap
 
 imports = []
 window = [False]
@@ -82,28 +83,26 @@ class Recorder:
         return None
 
 sys.meta_path.insert(0, Recorder())
-preloading = early.imports_while_waiting
+run_while_importing = overlap.run_while_importing
 
-@contextlib.contextmanager
-def observed(modules):
+def observed(work, modules):
     window[0] = True
     try:
-        with preloading(modules):
-            yield
+        return run_while_importing(work, modules)
     finally:
         window[0] = False
 
-early.imports_while_waiting = observed
-registered = early.register_early()
+early.run_while_importing = observed
+registered = early.register_early(modules=AGENT_MODULES)
 print(json.dumps({
     "registered": registered is not None,
     "imports": imports,
-    "loaded": [name for name in early.PRELOAD if name in sys.modules],
+    "loaded": [name for name in AGENT_MODULES if name in sys.modules],
 }))
 """
 
 
-def test_the_dataplane_modules_load_beside_the_registration_calls_and_only_there(
+def test_the_agent_imports_beside_the_registration_calls_which_import_nothing(
     bed: Callable[..., AgentBed], mesh: MeshApi
 ) -> None:
     agents = bed(["a"])
@@ -121,7 +120,7 @@ def test_the_dataplane_modules_load_beside_the_registration_calls_and_only_there
     assert mesh.get_agent(agents.node_name("a"))["spec"]["nodeName"] == agents.node_name("a")
     during = [(thread, name) for thread, name, in_window in result["imports"] if in_window]
     # Imports on both threads at once could wait on each other's module locks: the
-    # calls themselves import nothing, the preload thread does it all.
-    assert [name for thread, name in during if thread != "preload"] == []
-    assert "pyroute2.iproute.linux" in [name for _, name in during]
-    assert result["loaded"] == list(early.PRELOAD), "the thread was joined before returning"
+    # calls' thread imports nothing, the main thread all the agent needs.
+    assert [name for thread, name in during if thread != "MainThread"] == []
+    assert {"pyroute2.iproute.linux", "reef.agent.agent"} <= {name for _, name in during}
+    assert result["loaded"] == list(AGENT_MODULES)

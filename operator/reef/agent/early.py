@@ -1,13 +1,13 @@
-"""Create the node's MeshAgent before the agent's libraries are imported.
+"""Create the node's MeshAgent while the agent's libraries are imported.
 
 Registration needs a key, the MeshNetwork's port, the Node and one POST. Importing the
-rest of the agent (asyncio, pyroute2, prometheus_client, reef's agent modules: ≈ 150 ms
+rest of the agent (asyncio, pyroute2, prometheus_client, reef's agent modules: ≈ 100 ms
 of CPU on a small node, docs/benchmarks.md) does not; so ``reef agent`` first makes
-those few calls with the standard library, and the operator allocates the address while
-the rest of the agent loads. The agent proper
-then starts as always: its informers find the MeshAgent (with, usually, its address
-already in the status), and its registration step reconciles it like any MeshAgent that
-was there before it started.
+those few calls with the standard library — on a thread, while its main thread imports
+the rest (reef.agent.overlap) — and the operator allocates the address before the agent
+proper starts. That then starts as always: its informers find the MeshAgent (with,
+usually, its address already in the status), and its registration step reconciles it
+like any MeshAgent that was there before it started.
 
 This is an optimisation only. Whatever it does not handle — a first start before the
 MeshNetwork exists, an existing MeshAgent (409), an external host, a kubeconfig with
@@ -21,21 +21,21 @@ MeshAgent already registered, which the next start adopts.
 from __future__ import annotations
 
 # The first connection encodes the host name with this codec (socket, http.client): it is
-# imported here, not during the calls, which must import nothing (see PRELOAD).
+# imported here, not during the calls, which must import nothing (reef.agent.overlap).
 import encodings.idna  # noqa: F401
 import json
 import logging
 import os
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from reef.agent.endpoint import choose_endpoint
 from reef.agent.keys import load_or_create_key
-from reef.agent.preload import imports_while_waiting
+from reef.agent.overlap import run_while_importing
 from reef.agent.registration import Registration
 from reef.api import names
 from reef.kube.http import HttpTransport, connect
@@ -80,10 +80,6 @@ def _settings(environment: Mapping[str, str]) -> dict[str, str | None]:
     }
 
 
-#: Imported on a thread while the calls below wait for their answers: the agent needs
-#: them before it can touch its interface, and they are its largest import (pyroute2).
-PRELOAD = ("reef.dataplane.netlink",)
-
 #: Each call's socket timeout: past it, the agent proper takes over (it retries).
 TIMEOUT_SECONDS = 2.0
 
@@ -120,7 +116,9 @@ def _node(api: HttpTransport, name: str) -> dict[str, Any] | None:
 
 
 def _register(
-    settings: Mapping[str, str | None], environment: Mapping[str, str]
+    settings: Mapping[str, str | None],
+    environment: Mapping[str, str],
+    modules: Sequence[str],
 ) -> EarlyRegistration:
     name, network, key_dir = settings["node_name"], settings["network"], settings["key_dir"]
     if not name or not network or not key_dir:
@@ -134,28 +132,38 @@ def _register(
     )
     if api is None:
         raise _SkipError("the kubeconfig needs the client library's loader")
-    # Derived before the calls: it may import (reef.dataplane.x25519), and nothing may
-    # import on this thread while the preload imports on another.
+    # Derived here: it may import (reef.dataplane.x25519), and the calls' thread must not.
     public_key = key.public_key().base64()
+    started = time.monotonic()
+
+    def calls() -> EarlyRegistration:
+        listen_port = _listen_port(api, network)
+        node = _node(api, name)
+        registration = Registration(
+            name=name,
+            network=network,
+            node_name=name,
+            public_key=public_key,
+            endpoint=choose_endpoint(
+                node, listen_port, settings["endpoint"], settings["node_ip"]
+            ).endpoint,
+            node_uid=(node or {}).get("metadata", {}).get("uid"),
+        )
+        path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
+        created = _json(api, "POST", path, registration.body())  # 409 if it exists
+        # Logged here, when it happened, not once the imports beside it are done.
+        log.info(
+            "registered MeshAgent %s while loading the agent (%.0f ms)",
+            name,
+            (time.monotonic() - started) * 1000,
+            extra={"phase": "created"},
+        )
+        return EarlyRegistration(name, str(created["metadata"]["uid"]))
+
     try:
-        with imports_while_waiting(PRELOAD):
-            listen_port = _listen_port(api, network)
-            node = _node(api, name)
-            registration = Registration(
-                name=name,
-                network=network,
-                node_name=name,
-                public_key=public_key,
-                endpoint=choose_endpoint(
-                    node, listen_port, settings["endpoint"], settings["node_ip"]
-                ).endpoint,
-                node_uid=(node or {}).get("metadata", {}).get("uid"),
-            )
-            path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_AGENT_PLURAL}"
-            created = _json(api, "POST", path, registration.body())  # 409 if it exists
+        return run_while_importing(calls, modules)
     finally:
         api.close()
-    return EarlyRegistration(name, str(created["metadata"]["uid"]))
 
 
 def _configure_logging(settings: Mapping[str, str | None]) -> bool:
@@ -167,22 +175,20 @@ def _configure_logging(settings: Mapping[str, str | None]) -> bool:
     return True
 
 
-def register_early(environment: Mapping[str, str] | None = None) -> EarlyRegistration | None:
-    """Create our MeshAgent now if that is simple; None when the agent proper must."""
+def register_early(
+    environment: Mapping[str, str] | None = None, modules: Sequence[str] = ()
+) -> EarlyRegistration | None:
+    """Create our MeshAgent now if that is simple; None when the agent proper must.
+
+    ``modules`` are imported meanwhile, while the calls wait for their answers (when
+    this step leaves the registration to the agent proper, they are not imported here).
+    """
     environment = os.environ if environment is None else environment
     settings = _settings(environment)
     if not _configure_logging(settings):
         return None
-    started = time.monotonic()
     try:
-        registered = _register(settings, environment)
+        return _register(settings, environment, modules)
     except Exception as reason:  # whatever it is, an optimisation must not stop the agent
         log.debug("registration left to the agent proper: %s", reason)
         return None
-    log.info(
-        "registered MeshAgent %s before loading the agent (%.0f ms)",
-        registered.name,
-        (time.monotonic() - started) * 1000,
-        extra={"phase": "created"},
-    )
-    return registered
