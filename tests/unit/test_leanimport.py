@@ -90,16 +90,17 @@ def test_a_missing_package_is_an_import_error() -> None:
         import_skipping_package_init(["reef_no_such_package"], ["reef_no_such_package.x"])
 
 
-def test_the_agents_start_path_runs_neither_kubernetes_nor_pyroute2_package_files() -> None:
-    """Importing the agent and its dataplane modules runs neither package file (nor loads
-    kopf): a plain ``from kubernetes import ...`` on that path would load what they do."""
+def test_the_agents_start_path_runs_no_package_file_that_imports_it_all() -> None:
+    """Importing the agent and its dataplane modules runs none of the kubernetes, pyroute2
+    and prometheus_client package files (nor loads kopf): a plain ``from kubernetes
+    import ...`` on that path would load what they do."""
     import os
     import subprocess
 
     script = (
         "import sys, reef.agent.main, reef.dataplane.select, reef.agent.device;"
         " print(sorted({'kopf', 'kubernetes.config', 'kubernetes.dynamic', 'pyroute2.ndb',"
-        " 'pyroute2.ipdb'} & set(sys.modules)))"
+        " 'pyroute2.ipdb', 'prometheus_client.exposition'} & set(sys.modules)))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script],

@@ -93,6 +93,9 @@ def test_metrics_are_served_beside_the_probes(server: ProbeServer) -> None:
     code, body = _get(server.port, "/metrics")
     assert code == 200
     assert "reef_agent_peers 3.0" in body
+    # The library's default collectors, registered although its package file is skipped.
+    assert "process_cpu_seconds_total" in body
+    assert "python_gc_objects_collected_total" in body
     assert _get(server.port, "/nothing")[0] == 404
 
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from reef.observability.metrics import exposition
 
 #: How long the event loop may take to run a no-op before liveness fails.
 LIVENESS_TIMEOUT_SECONDS = 5.0
@@ -74,7 +74,7 @@ class ProbeServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
-                    self._answer(200, generate_latest(REGISTRY), CONTENT_TYPE_LATEST)
+                    self._answer(200, *exposition())
                 elif path in ("/healthz", "/livez"):
                     self._probe(probes.alive())
                 elif path == "/readyz":
