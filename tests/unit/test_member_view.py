@@ -4,11 +4,13 @@ everything peer planning and the wake-up test read, nothing of others' health.""
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
 
-from reef.agent.watches import member_view, peer_relevant
+from reef.agent import watches
+from reef.agent.watches import VOCABULARY_LIMIT, member_view, peer_relevant
 from reef.api.records import read_mesh_agent
 
 
@@ -77,3 +79,36 @@ def test_a_view_changes_nothing_that_wakes_the_agent_or_that_planning_reads(
         assert parsed.spec == full.spec
         assert parsed.status.addresses == full.status.addresses
         assert parsed.condition("Allocated") == full.condition("Allocated")
+
+
+@pytest.fixture
+def fresh_vocabulary(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    vocabulary: dict[str, str] = {}
+    monkeypatch.setattr(watches, "_vocabulary", vocabulary)
+    return vocabulary
+
+
+@pytest.mark.usefixtures("fresh_vocabulary")
+def test_members_parsed_apart_share_their_field_names_and_vocabulary() -> None:
+    # Each watch event is parsed on its own: without sharing, every member would hold
+    # its own copy of every field name and common word.
+    first, second = (
+        member_view("me")(json.loads(json.dumps(_member(name)))) for name in ("a", "b")
+    )
+    assert first["metadata"]["finalizers"][0] is second["metadata"]["finalizers"][0]
+    for part in ("metadata", "spec"):
+        for key_a, key_b in zip(first[part], second[part], strict=True):
+            assert key_a is key_b
+    condition_a, condition_b = first["status"]["conditions"][0], second["status"]["conditions"][0]
+    for word in ("type", "status", "reason"):
+        assert condition_a[word] is condition_b[word]
+    assert first["spec"]["nodeName"] == "a", "values of the member itself are its own"
+
+
+def test_the_shared_vocabulary_is_bounded(fresh_vocabulary: dict[str, str]) -> None:
+    view = member_view("me")
+    for index in range(VOCABULARY_LIMIT + 50):
+        body = _member(f"n{index}")
+        body["status"]["conditions"][0]["reason"] = f"Reason{index}"
+        assert view(body)["status"]["conditions"][0]["reason"] == f"Reason{index}"
+    assert len(fresh_vocabulary) == VOCABULARY_LIMIT

@@ -42,25 +42,86 @@ def peer_relevant(body: Body) -> tuple[Any, ...]:
     )
 
 
+#: One copy of each field name and vocabulary word the member views hold (bounded: past
+#: this many entries, new words are kept as they came).
+VOCABULARY_LIMIT = 1024
+_vocabulary: dict[str, str] = {}
+
+
+def _shared(text: str) -> str:
+    """The one copy of ``text`` kept for every member (the first one seen)."""
+    kept = _vocabulary.get(text)
+    if kept is not None:
+        return kept
+    if len(_vocabulary) < VOCABULARY_LIMIT:
+        _vocabulary[text] = text
+    return text
+
+
+def _shared_keys(mapping: Body) -> Body:
+    return {_shared(key): value for key, value in mapping.items()}
+
+
+def _shared_condition(condition: Body) -> Body:
+    # type, status and reason are words of a small vocabulary; the message is not.
+    return {
+        _shared(key): _shared(value) if key in ("type", "status", "reason") else value
+        for key, value in condition.items()
+    }
+
+
 def member_view(own_name: str) -> Callable[[Body], Body]:
     """What the agent keeps of a MeshAgent: its own whole; of every other member, the
     metadata, the spec, ``status.addresses`` and the Allocated condition — what peer
     planning and :func:`peer_relevant` read. The rest of a member's status (its health
     conditions, ``status.dataplane``) is the larger part of it and this node never reads
-    it: at 5000 members, dropping it halves the cache and the parsed members."""
+    it: at 5000 members, dropping it halves the cache and the parsed members.
+
+    Each watch event is a JSON document of its own, parsed into strings of its own: the
+    field names and the words every member shares (apiVersion, kind, finalizers, network,
+    role, the condition's type, status and reason) are replaced by one shared copy, which
+    at thousands of members is a third of what the views hold.
+    """
 
     def view(body: Body) -> Body:
         status = body.get("status")
-        if not status or body.get("metadata", {}).get("name") == own_name:
+        if body.get("metadata", {}).get("name") == own_name:
             return body
         kept: Body = {}
-        if "addresses" in status:
-            kept["addresses"] = status["addresses"]
-        allocated = [c for c in status.get("conditions") or () if c.get("type") == ALLOCATED]
-        if allocated:
-            kept["conditions"] = allocated
-        body["status"] = kept
-        return body
+        for key, value in body.items():
+            if key in ("apiVersion", "kind") and isinstance(value, str):
+                kept[_shared(key)] = _shared(value)
+            elif key == "metadata" and isinstance(value, dict):
+                metadata = _shared_keys(value)
+                finalizers = metadata.get("finalizers")
+                if isinstance(finalizers, list):
+                    metadata["finalizers"] = [
+                        _shared(f) if isinstance(f, str) else f for f in finalizers
+                    ]
+                kept[_shared(key)] = metadata
+            elif key == "spec" and isinstance(value, dict):
+                spec = _shared_keys(value)
+                for word in ("network", "role"):
+                    if isinstance(spec.get(word), str):
+                        spec[word] = _shared(spec[word])
+                kept[_shared(key)] = spec
+            elif key != "status":
+                kept[_shared(key)] = value
+        if status:
+            members_status: Body = {}
+            if "addresses" in status:
+                members_status[_shared("addresses")] = status["addresses"]
+            allocated = [
+                _shared_condition(c)
+                for c in status.get("conditions") or ()
+                if isinstance(c, dict) and c.get("type") == ALLOCATED
+            ]
+            if allocated:
+                members_status[_shared("conditions")] = allocated
+            kept[_shared("status")] = members_status
+        elif "status" in body:
+            kept["status"] = status
+        return kept
 
     return view
 
