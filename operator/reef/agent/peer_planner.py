@@ -51,7 +51,7 @@ from reef.api.kinds import Role, Topology
 from reef.api.records import MeshAgent, MeshNetworkSpec, read_mesh_agent
 from reef.dataplane import Key, PeerSpec
 from reef.dataplane.spec import IPAddress, IPNetwork
-from reef.multimap import discard_member
+from reef.multimap import Holders, add_holder, discard_holder, held_by_others
 
 Body = dict[str, Any]
 
@@ -114,50 +114,50 @@ class _Overlaps:
     so "does this member share anything with another one" is O(log n)."""
 
     def __init__(self) -> None:
-        self._keys: dict[Key, set[str]] = {}
-        self._hosts: dict[tuple[int, int], set[str]] = {}
+        self._keys: dict[Key, Holders] = {}
+        self._hosts: dict[tuple[int, int], Holders] = {}
         self._host_starts: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
-        self._extras: dict[tuple[int, int, int], set[str]] = {}
+        self._extras: dict[tuple[int, int, int], Holders] = {}
         self._extra_starts: dict[int, list[tuple[int, str]]] = {4: [], 6: []}
 
     def add(self, name: str, key: Key | None, member: _Member | None) -> None:
         if key is not None:
-            self._keys.setdefault(key, set()).add(name)
+            add_holder(self._keys, key, name)
         if member is None:
             return
         for net in member.addresses:
             version, first, _ = cidr_span(net)
-            self._hosts.setdefault((version, first), set()).add(name)
+            add_holder(self._hosts, (version, first), name)
             bisect.insort(self._host_starts[version], (first, name))
         for net in member.extras:
             version, first, _ = cidr_span(net)
-            self._extras.setdefault((version, first, net.prefixlen), set()).add(name)
+            add_holder(self._extras, (version, first, net.prefixlen), name)
             bisect.insort(self._extra_starts[version], (first, name))
 
     def remove(self, name: str, key: Key | None, member: _Member | None) -> None:
         if key is not None:
-            discard_member(self._keys, key, name)
+            discard_holder(self._keys, key, name)
         if member is None:
             return
         for net in member.addresses:
             version, first, _ = cidr_span(net)
-            discard_member(self._hosts, (version, first), name)
+            discard_holder(self._hosts, (version, first), name)
             _remove_sorted(self._host_starts[version], (first, name))
         for net in member.extras:
             version, first, _ = cidr_span(net)
-            discard_member(self._extras, (version, first, net.prefixlen), name)
+            discard_holder(self._extras, (version, first, net.prefixlen), name)
             _remove_sorted(self._extra_starts[version], (first, name))
 
     def shared(self, name: str, key: Key | None, member: _Member | None) -> bool:
         """Whether another member holds the same key, the same address, or a prefix
         overlapping one of ``member``'s addresses or extras."""
-        if key is not None and _others(self._keys.get(key), name):
+        if key is not None and held_by_others(self._keys.get(key), name):
             return True
         if member is None:
             return False
         for net in member.addresses:
             version, first, _ = cidr_span(net)
-            if _others(self._hosts.get((version, first)), name):
+            if held_by_others(self._hosts.get((version, first)), name):
                 return True
             if self._inside_extra(net, name):
                 return True
@@ -172,20 +172,13 @@ class _Overlaps:
         return False
 
     def _inside_extra(self, net: IPNetwork, name: str) -> bool:
-        return any(_others(self._extras.get(key), name) for key in supernet_keys(net))
+        return any(held_by_others(self._extras.get(key), name) for key in supernet_keys(net))
 
 
 def _remove_sorted(entries: list[tuple[int, str]], entry: tuple[int, str]) -> None:
     position = bisect.bisect_left(entries, entry)
     if position < len(entries) and entries[position] == entry:
         del entries[position]
-
-
-def _others(holders: set[str] | None, name: str) -> bool:
-    """Whether anyone but ``name`` is among ``holders``."""
-    if not holders:
-        return False
-    return len(holders) > 1 or name not in holders
 
 
 def _starts_within(entries: list[tuple[int, str]], first: int, last: int, name: str) -> bool:
