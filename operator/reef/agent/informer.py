@@ -32,6 +32,10 @@ _BACKOFF_INITIAL = 0.5
 _BACKOFF_MAX = 15.0
 
 
+#: Objects per page of an informer's list.
+LIST_PAGE_SIZE = 500
+
+
 class Informer:
     """All objects of one plural matching a field selector, kept current by watch.
 
@@ -65,6 +69,8 @@ class Informer:
         else:
             self._list_call = kube.list_raw
             self._list_args = (custom_path(plural),)
+        #: Objects per list request (client-go's reflector pages by 500 too).
+        self.page_size = LIST_PAGE_SIZE
         self.objects: dict[str, Body] = {}
         self.synced = asyncio.Event()
         #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).
@@ -129,15 +135,31 @@ class Informer:
     # --- thread side ------------------------------------------------------------
 
     def _list(self) -> tuple[dict[str, Body], str]:
-        response = self._list_call(
-            *self._list_args, field_selector=self._selector, _preload_content=False
-        )
-        listed: Body = json.loads(response.data)
-        objects = {
-            item["metadata"]["name"]: self._keep(without_managed_fields(item))
-            for item in listed.get("items", [])
-        }
-        return objects, listed["metadata"]["resourceVersion"]
+        """Every object and the list's resourceVersion, read a page at a time.
+
+        All pages come from one snapshot (the ``continue`` token carries it), and each
+        page is parsed and reduced to what the cache keeps before the next is read: a
+        whole list of 5000 MeshAgents is ~30 MB of JSON and ~90 MB parsed, which the
+        process would keep as resident memory long after the list was done.
+        """
+        objects: dict[str, Body] = {}
+        token: str | None = None
+        while True:
+            response = self._list_call(
+                *self._list_args,
+                field_selector=self._selector,
+                limit=self.page_size,
+                _continue=token,
+                _preload_content=False,
+            )
+            page: Body = json.loads(response.data)
+            del response
+            for item in page.get("items", []):
+                objects[item["metadata"]["name"]] = self._keep(without_managed_fields(item))
+            metadata = page["metadata"]
+            token = metadata.get("continue") or None
+            if token is None:
+                return objects, metadata["resourceVersion"]
 
     def _run(self) -> None:
         backoff = _BACKOFF_INITIAL

@@ -44,11 +44,13 @@ APPLY_PATCH = "application/apply-patch+yaml"
 
 #: Query options of the raw calls, as the generated APIs name them, to the API's names.
 _QUERY_NAMES = {
+    "_continue": "continue",
     "allow_watch_bookmarks": "allowWatchBookmarks",
     "field_manager": "fieldManager",
     "field_selector": "fieldSelector",
     "force": "force",
     "label_selector": "labelSelector",
+    "limit": "limit",
     "resource_version": "resourceVersion",
     "timeout_seconds": "timeoutSeconds",
     "watch": "watch",
