@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import shlex
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import kubernetes.config
 import yaml
 
+import reef
 from reef.settings import AgentSettings
 from tests.agent.bed import AgentBed, agent_bed
 from tests.support.mesh import CRDS, MeshApi
@@ -69,6 +71,10 @@ def print_command(module: str) -> None:
 @contextlib.contextmanager
 def bench_bed(names: Sequence[str], network: str = "bench") -> Iterator[AgentBed]:
     """Control plane + CRDs + operator + MeshNetwork 100.64.0.0/16 + namespace nodes."""
+    # The agents run from this tree. Where PYTHONDONTWRITEBYTECODE is set, nothing caches
+    # their bytecode and every start would compile reef's modules first, which an
+    # installed agent (the image, compiled at install) never does: compile them now.
+    compileall.compile_dir(Path(reef.__file__).parent, quiet=1)
     ensure_binaries()
     with LocalControlPlane() as plane, tempfile.TemporaryDirectory(prefix="reef-bench-") as tmp:
         workdir = Path(tmp)
