@@ -206,12 +206,17 @@ def mount_setup_script(node: NodeLayout) -> str:
     """Shell run inside the node's new mount + UTS namespace, before containerd starts.
 
     Host-global paths get a per-node view: pod network namespaces (/run/netns), containerd's
-    runtime sockets, CNI state, and the chart's hostPaths.
+    runtime sockets, CNI state, the chart's hostPaths, and /var/lib/kubelet — the kubelet
+    keeps a few paths there whatever its --root-dir says (the device-plugin registration
+    socket, device-plugins/kubelet.sock, and its serving certificate, pki/): shared, the
+    node kubelets starting together raced for the one socket ("bind: address already in
+    use", the kubelet exits).
     """
     binds = {
         node.cni_state_dir: "/var/lib/cni",
         node.reef_keys_dir: "/var/lib/reef",
         node.wireguard_run_dir: "/var/run/wireguard",
+        node.kubelet_dir: "/var/lib/kubelet",
     }
     lines = [
         "set -e",
@@ -219,5 +224,6 @@ def mount_setup_script(node: NodeLayout) -> str:
         "mount -t tmpfs -o mode=0755 tmpfs /run/netns",
         "mount -t tmpfs -o mode=0711 tmpfs /run/containerd",
     ]
-    lines += [f"mount --bind '{source}' '{target}'" for source, target in binds.items()]
+    for source, target in binds.items():
+        lines += [f"mkdir -p '{target}'", f"mount --bind '{source}' '{target}'"]
     return "\n".join(lines)
