@@ -77,9 +77,10 @@ def interface_index(ifname: str) -> int | None:
 
 
 def _open_backend(ifname: str, override: Any) -> tuple[Backend, BackendChoice]:
-    # Imported on the device's thread, not the event loop's: the dataplane modules bring
-    # pyroute2 (≈ 50 ms of imports), and at start the informers' first lists go out and
-    # are answered meanwhile instead of waiting behind them.
+    # Imported on the device's thread, not the event loop's. Usually reef.__main__ has
+    # imported them already (AGENT_MODULES); when it has not (the early step left the
+    # registration, or a test runs the agent directly), pyroute2's ≈ 50 ms of imports
+    # then run while the informers' first lists go out instead of before them.
     from reef.dataplane.select import open_backend
 
     return open_backend(ifname, override)
