@@ -172,7 +172,7 @@ class Counters:
         """Wrap the informer's event handler, the agent's sync and the API requests."""
         counters = self
         informer = informer_module.Informer
-        original_apply = informer._apply
+        original_hand_over = informer._hand_over
         original_init = informer.__init__
 
         def init(self: Any, kube: Any, plural: str, *args: Any, **kwargs: Any) -> None:
@@ -191,13 +191,14 @@ class Counters:
             original_init(self, kube, plural, *args, **kwargs)
             self._bench_agent = agent_name if plural == "meshagents" else None
 
-        def apply(self: Any, kind: str, body: Any) -> None:
+        def hand_over(self: Any, kind: str, body: Any) -> None:
+            # every watch event, on the informer's thread: the irrelevant ones go no further
             if self._bench_agent is not None:
                 counters.events[self._bench_agent] += 1
-            original_apply(self, kind, body)
+            original_hand_over(self, kind, body)
 
         informer.__init__ = init  # type: ignore[method-assign]
-        informer._apply = apply  # type: ignore[method-assign]
+        informer._hand_over = hand_over  # type: ignore[method-assign]
 
         original_sync = agent_module.Agent._sync
 

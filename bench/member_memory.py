@@ -13,8 +13,10 @@ interpreter and reports the resident-set growth (VmRSS) of:
 - ``planner``: the agent's planner fed all of them and one plan made.
 
 Modes: ``whole`` (the bodies as received), ``no-managed-fields`` (what the informer kept
-before the member view), ``member-view`` (today: :func:`reef.agent.watches.member_view`
-after dropping managedFields). Run::
+before the member view), ``member-view`` (:func:`reef.agent.watches.member_view` after
+dropping managedFields, 2026-12-02 to 12-04), ``member-record`` (today:
+:func:`reef.agent.watches.member_record`, the record the planner then keeps as well).
+Run::
 
     python -m bench.member_memory --members 1000 5000
 """
@@ -30,7 +32,7 @@ from typing import Any
 
 from bench.agent_common import print_command
 
-MODES = ("whole", "no-managed-fields", "member-view")
+MODES = ("whole", "no-managed-fields", "member-view", "member-record")
 
 
 def _condition(kind: str) -> dict[str, Any]:
@@ -152,7 +154,7 @@ import gc, json, re, sys
 from bench.member_memory import member
 from reef.agent.informer import without_managed_fields
 from reef.agent.peer_planner import PeerPlanner
-from reef.agent.watches import member_view
+from reef.agent.watches import member_record, member_view
 from reef.api.records import read_mesh_agent, read_mesh_network
 from reef.dataplane.keys import Key
 
@@ -161,17 +163,18 @@ def rss():
 
 count, mode = int(sys.argv[1]), sys.argv[2]
 me = "node-00000"
-view = member_view(me)
+view = member_record(me) if mode == "member-record" else member_view(me)
 gc.collect()
 before = rss()
 cache = {}
 for index in range(count):
     body = json.loads(member(index))
+    name = body["metadata"]["name"]
     if mode != "whole":
         body = without_managed_fields(body)
-    if mode == "member-view":
+    if mode.startswith("member-"):
         body = view(body)
-    cache[body["metadata"]["name"]] = body
+    cache[name] = body
 gc.collect()
 cached = rss()
 planner = PeerPlanner()

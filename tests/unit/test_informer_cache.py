@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from reef.agent.informer import Informer, without_managed_fields
@@ -90,3 +90,78 @@ def test_without_managed_fields_keeps_everything_else() -> None:
         "spec": {},
     }
     assert without_managed_fields({"kind": "Status"}) == {"kind": "Status"}
+
+
+class _ImmediateLoop:
+    """Runs what the informer's thread hands the loop at once, in this thread."""
+
+    def call_soon_threadsafe(self, callback: Callable[..., None], *args: Any) -> None:
+        callback(*args)
+
+
+def _keyed(name: str, version: str, key: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "resourceVersion": version}, "spec": {"key": key}}
+
+
+def test_a_change_that_is_not_relevant_wakes_no_one_and_is_dropped_unless_refreshed() -> None:
+    """Another member's health report (not relevant) is dropped on the informer's thread:
+    nothing is made of it, the cache keeps what it had; our own is still cached quietly."""
+    woken: list[int] = []
+    made: list[str] = []
+
+    def keep(body: dict[str, Any]) -> dict[str, Any]:
+        made.append(body["metadata"]["resourceVersion"])
+        return body
+
+    informer = Informer(
+        _FakeKube(),  # type: ignore[arg-type]
+        "nodes",
+        "",
+        _ImmediateLoop(),  # type: ignore[arg-type]
+        lambda: woken.append(1),
+        relevant=lambda body: body["spec"]["key"],
+        keep=keep,
+        refresh_quietly=lambda body: body["metadata"]["name"] == "mine",
+    )
+    assert informer.take_changes() is None  # from here on, changes are counted
+    informer._hand_over("ADDED", _keyed("other", "1", "a"))
+    informer._hand_over("MODIFIED", _keyed("other", "2", "a"))
+    assert made == ["1"]
+    assert len(woken) == 1
+    assert informer.objects["other"]["metadata"]["resourceVersion"] == "1"
+    assert informer.take_changes() == {"other"}
+
+    informer._hand_over("MODIFIED", _keyed("other", "3", "b"))
+    assert informer.objects["other"]["spec"] == {"key": "b"}
+    assert len(woken) == 2
+
+    informer._hand_over("ADDED", _keyed("mine", "4", "m"))
+    informer._hand_over("MODIFIED", _keyed("mine", "5", "m"))
+    assert informer.objects["mine"]["metadata"]["resourceVersion"] == "5"
+    assert len(woken) == 3
+    assert informer.take_changes() == {"other", "mine"}
+
+    informer._hand_over("DELETED", _keyed("other", "6", "b"))
+    assert "other" not in informer.objects
+    assert informer.take_changes() == {"other"}
+    # created again with the key it had: a new object, so a change
+    informer._hand_over("ADDED", _keyed("other", "7", "b"))
+    assert informer.take_changes() == {"other"}
+
+
+def test_after_a_list_a_change_that_is_not_relevant_is_dropped_too() -> None:
+    informer = Informer(
+        _FakeKube(),  # type: ignore[arg-type]
+        "nodes",
+        "",
+        _ImmediateLoop(),  # type: ignore[arg-type]
+        lambda: None,
+        relevant=lambda body: json.dumps(body["spec"]),
+        refresh_quietly=lambda body: False,
+    )
+    objects, _ = informer._list()
+    informer._replace(objects)
+    informer.take_changes()
+    informer._hand_over("MODIFIED", _node("n1", "2", watched="yes"))  # labels: not relevant
+    assert informer.objects["n1"]["metadata"]["resourceVersion"] == "1"
+    assert informer.take_changes() == set()

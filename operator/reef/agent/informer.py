@@ -17,7 +17,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
 from reef.kube.client import Kube, custom_path
@@ -52,15 +52,25 @@ class Informer:
         on_change: Callable[[], None],
         *,
         optional: bool = False,
-        relevant: Callable[[Body], Any] | None = None,
-        keep: Callable[[Body], Body] | None = None,
+        relevant: Callable[[Body], Hashable] | None = None,
+        keep: Callable[[Body], Any] | None = None,
+        refresh_quietly: Callable[[Body], bool] | None = None,
     ) -> None:
         #: What of an object matters to the consumer: a modification that leaves it equal
-        #: updates the cache without waking anyone (e.g. another member's health report).
+        #: wakes no one (e.g. another member's health report).
         self._relevant = relevant
         #: What of an object the cache holds (after managedFields are dropped), applied on
         #: the informer's thread: at thousands of objects the cache is the agent's memory.
+        #: It may be a record derived from the body instead of a body.
         self._keep = keep or _whole
+        #: Whether a modification that is not relevant still replaces the cached object
+        #: (without waking anyone); when not, it is dropped on the informer's thread before
+        #: anything is made of it: at 5000 members, a rolling update's status writes
+        #: cost the agent a JSON parse each and nothing more.
+        self._refresh_quietly = refresh_quietly or _always
+        #: The informer thread's own record of each object's relevant part (a hash: 8 bytes
+        #: per object; two different values share one with a chance of 2**-64).
+        self._fingerprints: dict[str, int] = {}
         #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
         self._optional = optional
         if plural == "nodes":
@@ -71,7 +81,7 @@ class Informer:
             self._list_args = (custom_path(plural),)
         #: Objects per list request (client-go's reflector pages by 500 too).
         self.page_size = LIST_PAGE_SIZE
-        self.objects: dict[str, Body] = {}
+        self.objects: dict[str, Any] = {}
         self.synced = asyncio.Event()
         #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).
         self._changes: set[str] | None = None
@@ -108,25 +118,18 @@ class Informer:
         changes, self._changes = self._changes, set()
         return changes
 
-    def _replace(self, objects: dict[str, Body]) -> None:
+    def _replace(self, objects: dict[str, Any]) -> None:
         self.objects = objects
         self._changes = None
         self.synced.set()
         self._on_change()
 
-    def _apply(self, kind: str, body: Body) -> None:
-        name = body["metadata"]["name"]
-        old = self.objects.get(name)
+    def _apply(self, kind: str, name: str, kept: Any, relevant_change: bool) -> None:
         if kind == "DELETED":
             self.objects.pop(name, None)
         else:
-            self.objects[name] = body
-        if (
-            kind == "MODIFIED"
-            and old is not None
-            and self._relevant is not None
-            and self._relevant(old) == self._relevant(body)
-        ):
+            self.objects[name] = kept
+        if not relevant_change:
             return
         if self._changes is not None:
             self._changes.add(name)
@@ -142,7 +145,8 @@ class Informer:
         whole list of 5000 MeshAgents is ~30 MB of JSON and ~90 MB parsed, which the
         process would keep as resident memory long after the list was done.
         """
-        objects: dict[str, Body] = {}
+        objects: dict[str, Any] = {}
+        fingerprints: dict[str, int] = {}
         token: str | None = None
         while True:
             response = self._list_call(
@@ -155,10 +159,14 @@ class Informer:
             page: Body = json.loads(response.data)
             del response
             for item in page.get("items", []):
-                objects[item["metadata"]["name"]] = self._keep(without_managed_fields(item))
+                name = item["metadata"]["name"]
+                if self._relevant is not None:
+                    fingerprints[name] = hash(self._relevant(item))
+                objects[name] = self._keep(without_managed_fields(item))
             metadata = page["metadata"]
             token = metadata.get("continue") or None
             if token is None:
+                self._fingerprints = fingerprints
                 return objects, metadata["resourceVersion"]
 
     def _run(self) -> None:
@@ -213,8 +221,7 @@ class Informer:
                     raise ApiException(status=body.get("code"), reason=body.get("message"))
                 version = body["metadata"]["resourceVersion"]
                 if kind != "BOOKMARK":
-                    kept = self._keep(without_managed_fields(body))
-                    self._loop.call_soon_threadsafe(self._apply, kind, kept)
+                    self._hand_over(kind, body)
                 if self._stopping.is_set():
                     break
         finally:
@@ -222,9 +229,28 @@ class Informer:
             response.close()
         return version
 
+    def _hand_over(self, kind: str, body: Body) -> None:
+        """One event to the loop, reduced to what the cache keeps (informer thread)."""
+        name = body["metadata"]["name"]
+        relevant_change = True
+        if kind == "DELETED":
+            self._fingerprints.pop(name, None)
+        elif self._relevant is not None:
+            fingerprint = hash(self._relevant(body))
+            relevant_change = kind != "MODIFIED" or self._fingerprints.get(name) != fingerprint
+            self._fingerprints[name] = fingerprint
+            if not relevant_change and not self._refresh_quietly(body):
+                return
+        kept = self._keep(without_managed_fields(body))
+        self._loop.call_soon_threadsafe(self._apply, kind, name, kept, relevant_change)
+
 
 def _whole(body: Body) -> Body:
     return body
+
+
+def _always(body: Body) -> bool:
+    return True
 
 
 def without_managed_fields(body: Body) -> Body:

@@ -228,31 +228,36 @@ class PeerPlanner:
 
     # --- input ---------------------------------------------------------------------
 
-    def set_member(self, name: str, body: Body | None) -> None:
-        """A member as the informer has it now (None: gone); parsed once per version."""
-        if body is None:
+    def set_member(self, name: str, member: Body | MeshAgent | None) -> None:
+        """A member as the informer has it now (None: gone): a body, parsed once per
+        version, or the record the informer made of it (kept as it is: the cache and the
+        planner then share it)."""
+        if member is None:
             self._hostnames.pop(name, None)
             if self._parsed.pop(name, None) is not None:
                 self._dirty.add(name)
             return
-        version = body.get("metadata", {}).get("resourceVersion", "")
+        if isinstance(member, MeshAgent):
+            version = member.metadata.resource_version
+        else:
+            version = member.get("metadata", {}).get("resourceVersion", "")
         cached = self._parsed.get(name)
         if cached is not None and version and cached[0] == version:
             return
-        agent = read_mesh_agent(body)
+        agent = member if isinstance(member, MeshAgent) else read_mesh_agent(member)
         self._parsed[name] = (version, agent)
         self._dirty.add(name)
         self._hostnames.pop(name, None)
         for host in endpoint_hostnames((agent,)):
             self._hostnames[name] = host
 
-    def set_members(self, bodies: Mapping[str, Body]) -> None:
+    def set_members(self, members: Mapping[str, Body | MeshAgent]) -> None:
         """All members at once (after a list): the missing ones are gone."""
-        for name in [n for n in self._parsed if n not in bodies]:
+        for name in [n for n in self._parsed if n not in members]:
             self.set_member(name, None)
         with _collector_paused():
-            for name, body in bodies.items():
-                self.set_member(name, body)
+            for name, member in members.items():
+                self.set_member(name, member)
 
     def endpoint_hostnames(self) -> set[str]:
         """Endpoint hosts that are names (the caller resolves them before :meth:`plan`)."""

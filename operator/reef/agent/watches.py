@@ -13,7 +13,13 @@ from typing import Any
 from reef.agent.health import ALLOCATED
 from reef.agent.informer import Informer
 from reef.api import names
-from reef.api.records import MeshAgent, MeshNetwork, read_mesh_agent, read_mesh_network
+from reef.api.records import (
+    MeshAgent,
+    MeshNetwork,
+    RecordError,
+    read_mesh_agent,
+    read_mesh_network,
+)
 from reef.kube.client import Kube
 from reef.settings import AgentSettings
 
@@ -126,6 +132,29 @@ def member_view(own_name: str) -> Callable[[Body], Body]:
     return view
 
 
+def member_record(own_name: str) -> Callable[[Body], Body | MeshAgent]:
+    """What the agents' informer caches of a MeshAgent: our own whole (its status is read
+    and written), every other member as the record peer planning reads, made from its
+    :func:`member_view`. The planner keeps that same record (reef.agent.peer_planner), so
+    at 5000 members the cache costs a dict entry per member, not a copy of each.
+
+    A member that does not read as a record is cached as its view and reaches the planner
+    as a body, the way every member did before.
+    """
+    view = member_view(own_name)
+
+    def keep(body: Body) -> Body | MeshAgent:
+        if body.get("metadata", {}).get("name") == own_name:
+            return body
+        kept = view(body)
+        try:
+            return read_mesh_agent(kept)
+        except RecordError:
+            return kept
+
+    return keep
+
+
 class Watches:
     def __init__(self, kube: Kube, settings: AgentSettings) -> None:
         self._kube = kube
@@ -156,7 +185,10 @@ class Watches:
             loop,
             changed,
             relevant=peer_relevant,
-            keep=member_view(settings.node_name),
+            keep=member_record(settings.node_name),
+            # our own status is read (reports, conditions); of the others, only what
+            # peer_relevant covers
+            refresh_quietly=lambda body: body["metadata"]["name"] == settings.node_name,
         )
         # Our own Node (one object, like the kubelet's own watch): its uid makes it the
         # MeshAgent's owner; its annotations and addresses give the endpoint.
@@ -189,12 +221,13 @@ class Watches:
 
     def own_body(self) -> Body | None:
         assert self.agents is not None
-        return self.agents.objects.get(self._settings.node_name)
+        body = self.agents.objects.get(self._settings.node_name)
+        return body if isinstance(body, dict) else None
 
     def network(self) -> MeshNetwork | None:
         assert self.networks is not None
         body = self.networks.objects.get(self._settings.network)
-        if body is None:
+        if not isinstance(body, dict):
             return None
         # Parsed once per version of the object (the informer stores a new dict for each):
         # validating it on every health tick was a quarter of the idle agent's CPU.
@@ -214,4 +247,5 @@ class Watches:
     def node(self) -> Body | None:
         """Our Node object; None for a host that is no Node (or when Nodes are unreadable)."""
         assert self.nodes is not None
-        return self.nodes.objects.get(self._settings.node_name)
+        body = self.nodes.objects.get(self._settings.node_name)
+        return body if isinstance(body, dict) else None
