@@ -18,7 +18,9 @@ from reef.dataplane.diff import PeerUpdate
 from reef.dataplane.spec import PeerState, liveness_of
 from reef.dataplane.uapi import (
     UapiError,
+    check_answer,
     decode_device,
+    decode_device_answer,
     decode_liveness,
     decode_response,
     device_lines,
@@ -192,7 +194,38 @@ peer_states = st.builds(
 @given(st.lists(peer_states, max_size=5, unique_by=lambda p: p.public_key))
 def test_device_state_survives_encode_then_decode(peers: list[PeerState]) -> None:
     state = DeviceState(listen_port=51820, peers={p.public_key: p for p in peers})
-    assert decode_device(decode_response(encode_device_state(state))).peers == state.peers
+    answer = encode_device_state(state, Key(bytes([9]) * 32))
+    assert decode_device(decode_response(answer)).peers == state.peers
+    # read a line at a time (what the userspace backend does): the same state
+    assert decode_device_answer(answer) == decode_device(decode_response(answer))
+    head = decode_device_answer(answer, with_peers=False)
+    assert (head.public_key, head.listen_port, head.peers) == (
+        Key(bytes([9]) * 32).public_key(),
+        51820,
+        {},
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "errno"),
+    [(b"listen_port=1\nerrno=-22\n\n", -22), (b"errno=1\n\n", 1)],
+)
+def test_an_answer_with_a_nonzero_errno_is_refused_by_the_line_reader(
+    answer: bytes, errno: int
+) -> None:
+    for read in (check_answer, decode_device_answer):
+        with pytest.raises(UapiError) as caught:
+            read(answer)
+        assert caught.value.errno == errno
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"listen_port=1\n\n", b"listen_port=1\nerrno=0\n", b"listen_port\nerrno=0\n\n"],
+)
+def test_a_truncated_or_malformed_answer_is_refused_by_the_line_reader(answer: bytes) -> None:
+    with pytest.raises(UapiError):
+        decode_device_answer(answer)
 
 
 def encode_device_state(state: DeviceState, private_key: Key | None = None) -> bytes:

@@ -97,7 +97,7 @@ class UserspaceBackend:
     def alive(self) -> bool:
         """Whether a wireguard-go answers on this interface's UAPI socket."""
         try:
-            self.request(uapi.GET_REQUEST).check()
+            uapi.check_answer(self.exchange(uapi.GET_REQUEST))
         except (DataplaneError, uapi.UapiError):
             return False
         return True
@@ -150,7 +150,7 @@ class UserspaceBackend:
                     f" on {self.socket_path}; delete it or configure another interface name"
                 )
             self._start()
-        state = self.read_state()
+        state = uapi.decode_device_answer(self.exchange(uapi.GET_REQUEST), with_peers=False)
         lines = uapi.device_lines(
             spec.private_key if state.public_key != spec.private_key.public_key() else None,
             spec.listen_port if state.listen_port != spec.listen_port else None,
@@ -173,7 +173,7 @@ class UserspaceBackend:
         return plan
 
     def read_state(self) -> DeviceState:
-        return uapi.decode_device(self.request(uapi.GET_REQUEST))
+        return uapi.decode_device_answer(self.exchange(uapi.GET_REQUEST))
 
     def read_liveness(self) -> PeerLiveness:
         return uapi.decode_liveness(self.exchange(uapi.GET_REQUEST))
