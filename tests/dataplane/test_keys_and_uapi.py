@@ -17,6 +17,7 @@ from reef.dataplane import DeviceState, Endpoint, InvalidKeyError, Key, PeerPlan
 from reef.dataplane.diff import PeerUpdate
 from reef.dataplane.spec import PeerState, liveness_of
 from reef.dataplane.uapi import (
+    SET_CHUNK_BYTES,
     UapiError,
     check_answer,
     decode_device,
@@ -27,6 +28,7 @@ from reef.dataplane.uapi import (
     encode_set,
     plan_lines,
     response_complete,
+    set_request_chunks,
 )
 
 raw_keys = st.binary(min_size=32, max_size=32)
@@ -303,3 +305,11 @@ def test_decode_liveness_says_what_the_whole_decode_says_in_any_line_order(
 def test_decode_liveness_refuses_what_decode_device_refuses(answer: bytes) -> None:
     with pytest.raises(UapiError):
         decode_liveness(answer)
+
+
+@given(st.lists(st.sampled_from(["public_key=" + "ab" * 32, "remove=true", "x" * 70_000])))
+def test_a_set_request_in_pieces_is_the_request_whole(lines: list[str]) -> None:
+    pieces = list(set_request_chunks(lines))
+    assert b"".join(pieces) == encode_set(lines)
+    # pieces stay near their size: a line longer than that is a piece of its own
+    assert all(len(p) < SET_CHUNK_BYTES + 70_002 for p in pieces)

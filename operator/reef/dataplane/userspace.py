@@ -21,7 +21,7 @@ import logging
 import os
 import socket
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from reef.dataplane import links, uapi
@@ -77,11 +77,16 @@ class UserspaceBackend:
 
     def exchange(self, payload: bytes) -> bytes:
         """Send one request on a fresh connection and return the answer undecoded."""
+        return self.exchange_pieces((payload,))
+
+    def exchange_pieces(self, pieces: Iterable[bytes]) -> bytes:
+        """:meth:`exchange` of a request made piece by piece while it is sent."""
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(self.request_timeout)
             try:
                 sock.connect(str(self.socket_path))
-                sock.sendall(payload)
+                for piece in pieces:
+                    sock.sendall(piece)
                 buffer = bytearray()  # appended in place: a 5000-peer answer is ~1.5 MB
                 while not uapi.response_complete(buffer):
                     chunk = sock.recv(65536)
@@ -167,7 +172,8 @@ class UserspaceBackend:
     def apply_peers(self, desired: Sequence[PeerSpec]) -> PeerPlan:
         plan = diff_peers(desired, self.read_state().peers)
         if not plan.empty:
-            self.request(uapi.encode_set(uapi.plan_lines(plan))).check()
+            pieces = uapi.set_request_chunks(uapi.iter_plan_lines(plan))
+            uapi.decode_response(self.exchange_pieces(pieces)).check()
         index = links.require_index(self.ipr, self.ifname)
         self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
