@@ -35,7 +35,14 @@ REPO = Path(__file__).resolve().parents[2]
 class AgentProcess:
     """One ``reef agent`` run inside a node; its log records are collected live."""
 
-    def __init__(self, node: Node, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        node: Node,
+        env: dict[str, str],
+        log_path: Path,
+        command: Sequence[str] = ("-m", "reef", "agent"),
+    ) -> None:
+        """``command``: the interpreter's arguments (a test may run the entry point its way)."""
         self.node = node
         self.records: list[Record] = []
         self._env = env
@@ -43,7 +50,7 @@ class AgentProcess:
         self._lock = threading.Condition()
         self.started_at = time.time()
         self.process = subprocess.Popen(
-            node.argv(sys.executable, "-m", "reef", "agent"),
+            node.argv(sys.executable, *command),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -148,11 +155,13 @@ class AgentBed:
         """The Kubernetes node (and MeshAgent) name of namespace node ``name``."""
         return f"{self.network}-{name}"
 
-    def start(self, name: str, **env: str) -> AgentProcess:
+    def start(
+        self, name: str, command: Sequence[str] = ("-m", "reef", "agent"), **env: str
+    ) -> AgentProcess:
         node = self.lab[name]
         self.proxy.attach(node)
         log_path = self.workdir / f"agent-{name}.log"
-        agent = AgentProcess(node, self.agent_env(node, env), log_path)
+        agent = AgentProcess(node, self.agent_env(node, env), log_path, command)
         self.agents[name] = agent
         return agent
 

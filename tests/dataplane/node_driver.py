@@ -14,12 +14,17 @@ BACKEND is kernel, userspace or auto; COMMAND is one of:
   state   answer = device state
   select  answer = {"kind": ..., "reason": ...}
   remove  answer = {}
+  ensure-adopting  (userspace) as ensure, after being handed a wireguard-go that is still
+          starting: it begins once the backend has found no UAPI socket;
+          answer = {"ifindex": N, "handed_pid": N, "supervised_pid": N}
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import subprocess
 import sys
 from typing import Any
 
@@ -60,6 +65,32 @@ def device_from_json(data: dict[str, Any]) -> DeviceSpec:
     )
 
 
+def _gated_wireguard_go(backend: UserspaceBackend) -> int:
+    """Hand ``backend`` a wireguard-go (as reef.agent.early does) that execs only after the
+    backend's first look at the UAPI socket: so that look always finds it starting."""
+    backend.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        ["sh", "-c", 'read _ && exec wireguard-go -f "$1"', "sh", backend.ifname],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "LOG_LEVEL": "error"},
+    )
+    backend.adopt(process)
+    first_look = backend.alive
+
+    def alive() -> bool:
+        answer = first_look()
+        if process.stdin is not None and not process.stdin.closed:
+            process.stdin.write(b"go\n")  # the gate opens after this first answer
+            process.stdin.close()
+        return answer
+
+    backend.alive = alive  # type: ignore[method-assign]
+    return process.pid
+
+
 def main(argv: list[str]) -> int:
     backend_name, ifname, command = argv
     override = None if backend_name == "auto" else backend_name
@@ -75,6 +106,14 @@ def main(argv: list[str]) -> int:
             backend.ensure_interface(device_from_json(request))
             with IPRoute() as ipr:
                 answer = {"ifindex": ipr.link_lookup(ifname=ifname)[0]}
+        elif command == "ensure-adopting":
+            assert isinstance(backend, UserspaceBackend)
+            handed = _gated_wireguard_go(backend)
+            backend.ensure_interface(device_from_json(request))
+            with IPRoute() as ipr:
+                answer = {"ifindex": ipr.link_lookup(ifname=ifname)[0], "handed_pid": handed}
+            # the process the backend supervises (and reaps) from now on
+            answer["supervised_pid"] = None if backend.process is None else backend.process.pid
         elif command == "peers":
             plan = backend.apply_peers([peer_from_json(p) for p in request])
             answer = {"add": len(plan.add), "update": len(plan.update), "remove": len(plan.remove)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.dataplane.meshbed import configure_full_mesh, drive, mesh_nodes, peer_state, ping
@@ -49,6 +51,22 @@ def test_ensuring_a_configured_interface_again_does_not_recreate_it(lab: Lab) ->
     assert a.node.pids() == wireguard_go_pids
     assert peer_state(a, BACKEND, b)["last_handshake"] is not None, "peers were dropped"
     ping(a, b)
+
+
+def test_a_handed_over_wireguard_go_that_is_still_starting_is_awaited_not_doubled(
+    lab: Lab,
+) -> None:
+    mesh = mesh_nodes(lab)
+    a = mesh["a"]
+    done = drive(a.node, BACKEND, "ensure-adopting", a.device_json(peers=None))
+    # The interface is the handed process's (sh exec'd wireguard-go: same pid), the only
+    # wireguard-go in the node and the one the backend supervises, and configured.
+    assert done["supervised_pid"] == done["handed_pid"]
+    comms = {pid: Path(f"/proc/{pid}/comm").read_text().strip() for pid in a.node.pids()}
+    assert [pid for pid, comm in comms.items() if comm == "wireguard-go"] == [done["handed_pid"]]
+    assert drive(a.node, BACKEND, "state")["public_key"] == a.key.public_key().base64()
+    shown = a.node.run("ip", "-o", "addr", "show", "dev", a.node.wg_ifname).stdout
+    assert f" {a.address.ip}/" in shown
 
 
 def test_apply_peers_removes_a_stale_peer_and_its_route(lab: Lab) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from reef.agent import bootstrap, ports, registration
 from reef.agent.configure import DeviceConfigurator, me_body_ref
@@ -47,6 +47,9 @@ from reef.observability import metrics
 from reef.observability.events import EventType, Reason
 from reef.settings import AgentSettings
 
+if TYPE_CHECKING:
+    from reef.agent.early import EarlyRegistration
+
 __all__ = ["DNS_TIMEOUT_SECONDS", "RETRY_SECONDS", "Agent", "AgentExitError", "me_body_ref"]
 
 Body = dict[str, Any]
@@ -55,12 +58,14 @@ log = logging.getLogger(LOGGER_NAME)
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, kube: Kube, early_uid: str | None = None) -> None:
+    def __init__(
+        self, settings: AgentSettings, kube: Kube, early: EarlyRegistration | None = None
+    ) -> None:
         self.settings = settings
-        self._early_uid = early_uid
+        self._early_uid = None if early is None else early.uid
         self.kube = kube
         self.events = EventRecorder(kube, "agent")
-        self.device = Device(settings.interface)
+        self.device = Device(settings.interface, None if early is None else early.wireguard_go)
         self.status = StatusReporter(kube, settings.node_name, settings.status_min_interval_seconds)
         self._wakeup = Wakeup()
         self._watches = Watches(kube, settings)

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
+import logging
+import subprocess
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
 # thread, not by importing this module: the agent registers while that import runs.
 
 T = TypeVar("T")
+
+log = logging.getLogger(__name__)
 
 WIREGUARD_OVERHEAD = 80
 FALLBACK_UNDERLAY_MTU = 1500
@@ -76,21 +80,34 @@ def interface_index(ifname: str) -> int | None:
         return link_index(ipr, ifname)
 
 
-def _open_backend(ifname: str, override: Any) -> tuple[Backend, BackendChoice]:
+def _open_backend(
+    ifname: str, override: Any, started: subprocess.Popen[bytes] | None
+) -> tuple[Backend, BackendChoice]:
     # Imported on the device's thread, not the event loop's. Usually reef.__main__ has
     # imported them already (AGENT_MODULES); when it has not (the early step left the
     # registration, or a test runs the agent directly), pyroute2's ≈ 50 ms of imports
     # then run while the informers' first lists go out instead of before them.
     from reef.dataplane.select import open_backend
+    from reef.dataplane.userspace import UserspaceBackend
 
-    return open_backend(ifname, override)
+    backend, choice = open_backend(ifname, override)
+    if started is not None:
+        if isinstance(backend, UserspaceBackend):
+            backend.adopt(started)
+        else:  # not expected: the early step asked the kernel the same question
+            log.warning("stopping wireguard-go pid %d: backend %s", started.pid, choice.kind)
+            started.terminate()
+            started.wait()
+    return backend, choice
 
 
 class Device:
     """The agent's handle on its interface; every method is awaitable."""
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, started: subprocess.Popen[bytes] | None = None) -> None:
+        """``started``: the wireguard-go reef.agent.early started for ``ifname``, if any."""
         self.ifname = ifname
+        self._started = started
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="dataplane")
         self._backend: Backend | None = None
         self.choice: BackendChoice | None = None
@@ -100,7 +117,8 @@ class Device:
         return await loop.run_in_executor(self._executor, functools.partial(function, *args))
 
     async def open(self, override: Any = None) -> BackendChoice:
-        self._backend, choice = await self._run(_open_backend, self.ifname, override)
+        self._backend, choice = await self._run(_open_backend, self.ifname, override, self._started)
+        self._started = None
         self.choice = choice
         return choice
 

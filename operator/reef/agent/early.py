@@ -26,6 +26,7 @@ import encodings.idna  # noqa: F401
 import json
 import logging
 import os
+import subprocess
 import time
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -33,11 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reef.agent import early_interface
+from reef.agent.early_interface import InterfacePlan
 from reef.agent.endpoint import choose_endpoint
 from reef.agent.keys import load_or_create_key
 from reef.agent.overlap import run_while_importing
 from reef.agent.registration import Registration
 from reef.api import names
+from reef.dataplane import Key, wireguard_go
 from reef.kube.http import HttpTransport, connect
 from reef.kube.writes import ApiException
 from reef.observability.logs import configure_logging
@@ -50,12 +54,14 @@ log = logging.getLogger(__name__)
 DEFAULTS: Mapping[str, str | None] = {
     "node_name": None,
     "network": names.DEFAULT_NETWORK,
+    "interface": "reef0",
     "key_dir": "/var/lib/reef",
     "endpoint": None,
     "node_ip": None,
     "kubeconfig": None,
     "kube_context": None,
     "external_host": None,
+    "backend": "auto",
     "log_format": "json",
     "log_level": "INFO",
 }
@@ -67,10 +73,13 @@ class _SkipError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class EarlyRegistration:
-    """The MeshAgent created before the agent's libraries loaded."""
+    """The MeshAgent created before the agent's libraries loaded, and the wireguard-go
+    started for its interface (reef.agent.early_interface), which the agent proper
+    supervises from then on."""
 
     name: str
     uid: str
+    wireguard_go: subprocess.Popen[bytes] | None = None
 
 
 def _settings(environment: Mapping[str, str]) -> dict[str, str | None]:
@@ -93,14 +102,14 @@ def _json(transport: HttpTransport, method: str, path: str, body: Any = None) ->
     return json.loads(transport.request(method, path, body=data, timeout=TIMEOUT_SECONDS).data)
 
 
-def _listen_port(api: HttpTransport, network: str) -> int:
-    """The MeshNetwork's port; ApiException 404 when it does not exist (yet)."""
+def _network_spec(api: HttpTransport, network: str) -> dict[str, Any]:
+    """The MeshNetwork's spec; ApiException 404 when it does not exist (yet)."""
     path = f"/apis/{names.GROUP}/{names.VERSION}/{names.MESH_NETWORK_PLURAL}/{network}"
-    body = _json(api, "GET", f"{path}?resourceVersion=0")
-    port = (body.get("spec") or {}).get("listenPort", 51820)
+    spec: dict[str, Any] = _json(api, "GET", f"{path}?resourceVersion=0").get("spec") or {}
+    port = spec.get("listenPort", 51820)
     if not isinstance(port, int):
         raise _SkipError(f"MeshNetwork {network}: listenPort {port!r}")
-    return port
+    return spec
 
 
 def _node(api: HttpTransport, name: str) -> dict[str, Any] | None:
@@ -134,10 +143,12 @@ def _register(
         raise _SkipError("the kubeconfig needs the client library's loader")
     # Derived here: it may import (reef.dataplane.x25519), and the calls' thread must not.
     public_key = key.public_key().base64()
+    interface = early_interface.plan_interface(settings)
     started = time.monotonic()
 
     def calls() -> EarlyRegistration:
-        listen_port = _listen_port(api, network)
+        network_spec = _network_spec(api, network)
+        listen_port: int = network_spec.get("listenPort", 51820)
         node = _node(api, name)
         registration = Registration(
             name=name,
@@ -158,12 +169,72 @@ def _register(
             (time.monotonic() - started) * 1000,
             extra={"phase": "created"},
         )
-        return EarlyRegistration(name, str(created["metadata"]["uid"]))
+        uid = str(created["metadata"]["uid"])
+        if interface is None:
+            return EarlyRegistration(name, uid)
+        mtu = network_spec.get("mtu")
+        process = _bring_up(
+            api, interface, created, key=key, listen_port=listen_port, mtu=mtu, started=started
+        )
+        return EarlyRegistration(name, uid, process)
 
     try:
         return run_while_importing(calls, modules)
     finally:
         api.close()
+
+
+def _bring_up(
+    api: HttpTransport,
+    interface: InterfacePlan,
+    created: dict[str, Any],
+    *,
+    key: Key,
+    listen_port: int,
+    mtu: object,
+    started: float,
+) -> subprocess.Popen[bytes] | None:
+    """wireguard-go started, and the interface configured if the address comes in time;
+    the process (for the agent proper to supervise), None if it could not start."""
+    name = str(created["metadata"]["name"])
+    deadline = time.monotonic() + early_interface.ADDRESS_WAIT_SECONDS
+    try:
+        process = wireguard_go.spawn(interface.ifname)
+    except OSError as reason:
+        log.debug("interface left to the agent proper: %s", reason)
+        return None
+    log.info(
+        "started wireguard-go pid %d for %s while loading the agent",
+        process.pid,
+        interface.ifname,
+    )
+    try:
+        addresses = early_interface.await_addresses(api, name, created, deadline)
+        if not addresses:
+            log.debug(
+                "no address within %.1f s; the agent proper waits for it",
+                early_interface.ADDRESS_WAIT_SECONDS,
+            )
+            return process
+        early_interface.configure(
+            interface,
+            process,
+            key=key,
+            listen_port=listen_port,
+            addresses=addresses,
+            mtu=mtu if isinstance(mtu, int) else None,
+        )
+    except Exception as reason:  # the agent proper configures the interface
+        log.debug("interface left to the agent proper: %s", reason)
+        return process
+    log.info(
+        "mesh address %s on %s while loading the agent (%.0f ms)",
+        ", ".join(map(str, addresses)),
+        interface.ifname,
+        (time.monotonic() - started) * 1000,
+        extra={"phase": "interface"},
+    )
+    return process
 
 
 def _configure_logging(settings: Mapping[str, str | None]) -> bool:

@@ -40,7 +40,7 @@ async def _main(
     settings: AgentSettings, probes: ProbeServer, early: EarlyRegistration | None
 ) -> int:
     kube = agent_kube(settings, API_WORKERS)
-    agent = Agent(settings, kube, None if early is None else early.uid)
+    agent = Agent(settings, kube, early)
     loop = asyncio.get_running_loop()
     probes.attach(loop, agent.readiness)
     report_readiness(agent.readiness)

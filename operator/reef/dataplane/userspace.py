@@ -1,12 +1,10 @@
 """Userspace backend: wireguard-go, driven over its UAPI socket.
 
 Used where the kernel has no wireguard module. The agent starts
-``wireguard-go -f <if>`` itself (foreground, so it is a real child it can
-supervise) or adopts one that already answers on
-``/var/run/wireguard/<if>.sock`` — an agent restart must not recreate the
-interface and cut traffic. wireguard-go runs in its own session with output to
-a log file, so it outlives the agent process (a pipe to a dead agent would
-kill it with SIGPIPE).
+``wireguard-go -f <if>`` itself (reef.dataplane.wireguard_go), is handed the one
+its early step started (:meth:`UserspaceBackend.adopt`), or adopts one that
+already answers on ``/var/run/wireguard/<if>.sock`` — an agent restart must not
+recreate the interface and cut traffic.
 
 Peers are written as one ``set`` request carrying only the difference
 (removals, ``update_only`` updates, additions). ``replace_peers=true`` would
@@ -18,27 +16,21 @@ re-handshake with the whole mesh on each change.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import subprocess
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from reef.dataplane import links, uapi
+from reef.dataplane import wireguard_go as go_process
 from reef.dataplane.base import BackendKind, DataplaneError
 from reef.dataplane.diff import PeerPlan, diff_peers
 from reef.dataplane.netlink import IPRoute
 from reef.dataplane.spec import DeviceSpec, DeviceState, PeerLiveness, PeerSpec
-from reef.dataplane.waiting import (
-    ProcessExitedError,
-    WaitTimeoutError,
-    wait_for_exit,
-    wait_for_listener,
-)
+from reef.dataplane.waiting import wait_for_exit
 
 log = logging.getLogger(__name__)
 
-SOCKET_DIR = Path("/var/run/wireguard")
+SOCKET_DIR = go_process.SOCKET_DIR
 
 
 class UserspaceBackend:
@@ -60,8 +52,8 @@ class UserspaceBackend:
             raise ValueError(f"interface name must be 1..15 characters, got {ifname!r}")
         self.ifname = ifname
         self.wireguard_go = wireguard_go
-        self.socket_path = socket_dir / f"{ifname}.sock"
-        self.log_path = socket_dir / f"{ifname}.log"
+        self.socket_path = go_process.socket_path(socket_dir, ifname)
+        self.log_path = go_process.log_path(socket_dir, ifname)
         self.start_timeout = start_timeout
         self.request_timeout = request_timeout
         self.log_level = log_level
@@ -81,23 +73,7 @@ class UserspaceBackend:
 
     def exchange_pieces(self, pieces: Iterable[bytes]) -> bytes:
         """:meth:`exchange` of a request made piece by piece while it is sent."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(self.request_timeout)
-            try:
-                sock.connect(str(self.socket_path))
-                for piece in pieces:
-                    sock.sendall(piece)
-                buffer = bytearray()  # appended in place: a 5000-peer answer is ~1.5 MB
-                while not uapi.response_complete(buffer):
-                    chunk = sock.recv(65536)
-                    if not chunk:
-                        raise uapi.UapiError(f"{self.socket_path} closed the connection mid-answer")
-                    buffer += chunk
-            except OSError as exc:
-                raise DataplaneError(
-                    f"cannot talk to wireguard-go on {self.socket_path}: {exc}"
-                ) from exc
-        return bytes(buffer)
+        return go_process.exchange(self.socket_path, pieces, self.request_timeout)
 
     def alive(self) -> bool:
         """Whether a wireguard-go answers on this interface's UAPI socket."""
@@ -110,51 +86,40 @@ class UserspaceBackend:
     # --- process supervision --------------------------------------------
 
     def _start(self) -> None:
-        self.socket_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.process is not None and self.process.poll() is None:
-            raise DataplaneError(
-                f"wireguard-go pid {self.process.pid} runs but {self.socket_path} does not answer;"
-                f" check its log at {self.log_path}"
-            )
-        # A socket file without a listener (wireguard-go was killed hard) would
-        # make wireguard-go refuse to start.
-        self.socket_path.unlink(missing_ok=True)
-        with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(
-                [self.wireguard_go, "-f", self.ifname],
-                stdin=subprocess.DEVNULL,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={**os.environ, "LOG_LEVEL": self.log_level},
-            )
+        self.process = go_process.spawn(
+            self.ifname,
+            binary=self.wireguard_go,
+            socket_dir=self.socket_path.parent,
+            log_level=self.log_level,
+        )
         log.info("started wireguard-go pid %d for %s", self.process.pid, self.ifname)
-        try:
-            wait_for_listener(self.socket_path, self.start_timeout, pid=self.process.pid)
-        except ProcessExitedError as exc:
-            code = self.process.wait()
-            raise DataplaneError(
-                f"wireguard-go for {self.ifname} exited with code {code} before its UAPI"
-                f" socket appeared; see {self.log_path} (is /dev/net/tun available?)"
-            ) from exc
-        except WaitTimeoutError as exc:
-            raise DataplaneError(
-                f"wireguard-go for {self.ifname} created no UAPI socket within"
-                f" {self.start_timeout} s; see {self.log_path}"
-            ) from exc
+        self._await_listener(self.process)
+
+    def _await_listener(self, process: subprocess.Popen[bytes]) -> None:
+        go_process.await_listener(process, self.ifname, self.socket_path.parent, self.start_timeout)
+
+    def adopt(self, process: subprocess.Popen[bytes]) -> None:
+        """Supervise a wireguard-go started for this interface before the backend existed
+        (reef.agent.early); it may still be starting."""
+        self.process = process
 
     # --- Backend ----------------------------------------------------------
 
     def ensure_interface(self, spec: DeviceSpec) -> None:
         if not self.alive():
-            index = links.link_index(self.ipr, self.ifname)
-            if index is not None:
-                kind = links.link_kind(self.ipr, index)
-                raise DataplaneError(
-                    f"interface {self.ifname} exists (kind {kind!r}) but no wireguard-go answers"
-                    f" on {self.socket_path}; delete it or configure another interface name"
-                )
-            self._start()
+            if self.process is not None and self.process.poll() is None:
+                # Ours and running, so starting (handed over by adopt): it will answer.
+                self._await_listener(self.process)
+            else:
+                index = links.link_index(self.ipr, self.ifname)
+                if index is not None:
+                    kind = links.link_kind(self.ipr, index)
+                    raise DataplaneError(
+                        f"interface {self.ifname} exists (kind {kind!r}) but no wireguard-go"
+                        f" answers on {self.socket_path}; delete it or configure another"
+                        " interface name"
+                    )
+                self._start()
         state = uapi.decode_device_answer(self.exchange(uapi.GET_REQUEST), with_peers=False)
         lines = uapi.device_lines(
             spec.private_key if state.public_key != spec.private_key.public_key() else None,

@@ -1,0 +1,131 @@
+"""The three netlink calls the agent's early step makes, with the standard library only.
+
+reef.agent.early brings the interface up while the agent's libraries (pyroute2 among
+them) are still loading, so it cannot use reef.dataplane.netlink. It needs only: whether
+the kernel has the ``wireguard`` generic-netlink family, adding an address to a link, and
+setting a link up (with an MTU). Each is one request and its acknowledgement; the
+messages are packed here by hand (netlink(7), rtnetlink(7), genetlink).
+
+Everything else the agent does on netlink stays with pyroute2 (reef.dataplane.links).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterable
+
+from reef.dataplane.base import DataplaneError
+
+NETLINK_ROUTE = 0
+NETLINK_GENERIC = 16
+
+_NLMSG_ERROR = 2
+_NLM_F_REQUEST = 0x1
+_NLM_F_ACK = 0x4
+_NLM_F_EXCL = 0x200
+_NLM_F_CREATE = 0x400
+
+_GENL_ID_CTRL = 0x10
+_CTRL_CMD_GETFAMILY = 3
+_CTRL_ATTR_FAMILY_NAME = 2
+
+_RTM_NEWLINK = 16
+_RTM_NEWADDR = 20
+_IFLA_MTU = 4
+_IFA_ADDRESS = 1
+_IFA_LOCAL = 2
+_IFF_UP = 0x1
+
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
+_IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
+_IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
+_GENLMSGHDR = struct.Struct("=BBH")  # command, version, reserved
+_ERROR_CODE = struct.Struct("=i")
+
+
+def _align(length: int) -> int:
+    return (length + 3) & ~3
+
+
+def _attribute(kind: int, payload: bytes) -> bytes:
+    length = 4 + len(payload)
+    return struct.pack("=HH", length, kind) + payload + b"\0" * (_align(length) - length)
+
+
+class NetlinkAckError(DataplaneError):
+    """The kernel refused a request; ``code`` is the errno it answered with."""
+
+    def __init__(self, what: str, code: int) -> None:
+        super().__init__(f"{what}: {os.strerror(code)} (errno {code})")
+        self.code = code
+
+
+def _request(protocol: int, kind: int, flags: int, payload: bytes, what: str) -> None:
+    """Send one request and read its acknowledgement; raise NetlinkAckError on refusal.
+
+    Replies other than the acknowledgement (CTRL_CMD_GETFAMILY answers with the family)
+    are skipped: only whether the kernel accepted the request is used here.
+    """
+    sequence = 1
+    message = (
+        _HEADER.pack(
+            _HEADER.size + len(payload), kind, flags | _NLM_F_REQUEST | _NLM_F_ACK, sequence, 0
+        )
+        + payload
+    )
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol) as sock:
+        sock.settimeout(2.0)  # the kernel answers at once; this only bounds a surprise
+        sock.bind((0, 0))
+        sock.send(message)
+        while True:
+            data = sock.recv(65536)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, reply_kind, _, reply_sequence, _ = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise DataplaneError(f"{what}: malformed netlink reply")
+                if reply_kind == _NLMSG_ERROR and reply_sequence == sequence:
+                    (code,) = _ERROR_CODE.unpack_from(data, offset + _HEADER.size)
+                    if code:
+                        raise NetlinkAckError(what, -code)
+                    return
+                offset += _align(length)
+
+
+def kernel_has_wireguard() -> bool:
+    """Whether the ``wireguard`` generic-netlink family resolves (as reef.dataplane.select
+    asks it: the question also makes the kernel load an installed module)."""
+    payload = _GENLMSGHDR.pack(_CTRL_CMD_GETFAMILY, 1, 0) + _attribute(
+        _CTRL_ATTR_FAMILY_NAME, b"wireguard\0"
+    )
+    try:
+        _request(NETLINK_GENERIC, _GENL_ID_CTRL, 0, payload, "resolve family wireguard")
+    except NetlinkAckError:
+        return False
+    return True
+
+
+def add_addresses(
+    index: int, addresses: Iterable[ipaddress.IPv4Interface | ipaddress.IPv6Interface]
+) -> None:
+    """Add each address to link ``index`` (an address already there is an error: EEXIST)."""
+    for address in addresses:
+        family = socket.AF_INET if address.version == 4 else socket.AF_INET6
+        packed = address.ip.packed
+        attributes = _attribute(_IFA_ADDRESS, packed)
+        if address.version == 4:
+            attributes += _attribute(_IFA_LOCAL, packed)  # as ip(8) does for IPv4
+        payload = _IFADDRMSG.pack(family, address.network.prefixlen, 0, 0, index) + attributes
+        _request(
+            NETLINK_ROUTE, _RTM_NEWADDR, _NLM_F_CREATE | _NLM_F_EXCL, payload, f"add {address}"
+        )
+
+
+def set_up(index: int, mtu: int | None = None) -> None:
+    """Set link ``index`` up, and its MTU when given."""
+    attributes = b"" if mtu is None else _attribute(_IFLA_MTU, struct.pack("=I", mtu))
+    payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, _IFF_UP, _IFF_UP) + attributes
+    _request(NETLINK_ROUTE, _RTM_NEWLINK, 0, payload, f"set link {index} up")

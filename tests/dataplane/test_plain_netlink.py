@@ -1,0 +1,20 @@
+"""The early step's standard-library netlink calls agree with pyroute2's answers."""
+
+from __future__ import annotations
+
+from reef.dataplane import plain_netlink
+from reef.dataplane.select import kernel_wireguard_available
+
+
+def test_the_wireguard_family_probe_answers_as_the_backend_selection_does() -> None:
+    # Both ask CTRL_CMD_GETFAMILY; on this machine (no module) both say no, in the VM yes.
+    assert plain_netlink.kernel_has_wireguard() == kernel_wireguard_available()[0]
+
+
+def test_a_refused_request_says_which_errno() -> None:
+    try:
+        plain_netlink.set_up(2**31 - 1)  # no such link
+    except plain_netlink.NetlinkAckError as error:
+        assert error.code == 19  # ENODEV
+    else:
+        raise AssertionError("setting a link that does not exist up was accepted")
