@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from reef.dataplane import plain_netlink
 from reef.dataplane.select import kernel_wireguard_available
 
@@ -12,9 +14,6 @@ def test_the_wireguard_family_probe_answers_as_the_backend_selection_does() -> N
 
 
 def test_a_refused_request_says_which_errno() -> None:
-    try:
+    with pytest.raises(plain_netlink.NetlinkAckError) as refused:
         plain_netlink.set_up(2**31 - 1)  # no such link
-    except plain_netlink.NetlinkAckError as error:
-        assert error.code == 19  # ENODEV
-    else:
-        raise AssertionError("setting a link that does not exist up was accepted")
+    assert refused.value.code == 19  # ENODEV
