@@ -207,16 +207,23 @@ def test_a_first_start_puts_the_mesh_address_on_its_interface_before_the_agent_l
     assert not Path(f"/proc/{pid}").exists()
 
 
-def test_an_address_later_than_the_wait_is_put_on_by_the_agent_proper_on_the_early_interface(
+def test_an_address_later_than_the_wait_leaves_the_interface_to_the_agent_proper(
     bed: Callable[..., AgentBed], mesh: MeshApi
 ) -> None:
     agents = bed(["a"])
-    # No wait: the early step starts wireguard-go and hands it over at once.
+    # No wait: the address cannot have come, so the early step starts nothing — no
+    # interface before the permanent address — and the agent proper makes it.
     agent = agents.start("a", command=("-c", _AGENT_WAITING.format(wait=0.0)))
     agent.phase("configured", timeout=90)
-    assert not any(r.get("phase") == "interface" for r in agent.records)
+    records = agent.records
+    assert not any(r.get("phase") == "interface" for r in records)
+    assert not any(_EARLY_START.match(str(r.get("message", ""))) for r in records)
     node = agents.node("a")
     (address,) = addresses(mesh.get_agent(agents.node_name("a")))
     shown = node.run("ip", "-o", "addr", "show", "dev", node.wg_ifname).stdout
     assert f" {address}/32 " in shown
-    _assert_the_agent_supervises_the_early_wireguard_go(agent)
+    wireguard_gos = [
+        p for p in node.pids() if Path(f"/proc/{p}/comm").read_text() == "wireguard-go\n"
+    ]
+    assert len(wireguard_gos) == 1
+    assert _parent_pid(wireguard_gos[0]) == agent.process.pid

@@ -194,10 +194,26 @@ def _bring_up(
     mtu: object,
     started: float,
 ) -> subprocess.Popen[bytes] | None:
-    """wireguard-go started, and the interface configured if the address comes in time;
-    the process (for the agent proper to supervise), None if it could not start."""
+    """wireguard-go started and the interface configured, once the address has come;
+    the process (for the agent proper to supervise), None if none was started.
+
+    The address comes first: the contract is no interface before the permanent address
+    (DESIGN.md, agent step 4), so wireguard-go, which makes the interface as it starts,
+    is only started with the address in hand. It listens 5-15 ms later.
+    """
     name = str(created["metadata"]["name"])
     deadline = time.monotonic() + early_interface.ADDRESS_WAIT_SECONDS
+    try:
+        addresses = early_interface.await_addresses(api, name, created, deadline)
+    except Exception as reason:  # the agent proper waits for the address itself
+        log.debug("interface left to the agent proper: %s", reason)
+        return None
+    if not addresses:
+        log.debug(
+            "no address within %.1f s; the agent proper waits for it",
+            early_interface.ADDRESS_WAIT_SECONDS,
+        )
+        return None
     try:
         process = wireguard_go.spawn(interface.ifname)
     except OSError as reason:
@@ -209,13 +225,6 @@ def _bring_up(
         interface.ifname,
     )
     try:
-        addresses = early_interface.await_addresses(api, name, created, deadline)
-        if not addresses:
-            log.debug(
-                "no address within %.1f s; the agent proper waits for it",
-                early_interface.ADDRESS_WAIT_SECONDS,
-            )
-            return process
         early_interface.configure(
             interface,
             process,

@@ -2,11 +2,12 @@
 
 After the early registration's POST (reef.agent.early) the operator allocates the address
 in tens of milliseconds, while the agent proper needs another ≈ 100 ms of imports before
-it can even ask. On a node with userspace WireGuard, the early step therefore also starts
-wireguard-go right after the POST, watches its own MeshAgent for ``status.addresses`` for
-at most :data:`ADDRESS_WAIT_SECONDS`, and, once they come, gives the interface its key,
-listen port and addresses and sets it up — with the standard library only
-(reef.dataplane.plain_netlink, reef.dataplane.wireguard_go). The agent proper is then
+it can even ask. On a node with userspace WireGuard, the early step therefore also watches
+its own MeshAgent for ``status.addresses`` for at most :data:`ADDRESS_WAIT_SECONDS` after
+the POST and, once they come, starts wireguard-go (never before: no interface before the
+permanent address), gives the interface its key, listen port and addresses and sets
+it up — with the standard library only (reef.dataplane.plain_netlink,
+reef.dataplane.wireguard_go). The agent proper is then
 handed the wireguard-go process (UserspaceBackend.adopt) and configures the interface as
 always: it finds the key, port and addresses in place and adds the peers.
 
