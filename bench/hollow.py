@@ -60,7 +60,8 @@ def emit(message: dict[str, Any]) -> None:
 class MemoryDevice:
     """The agent's :class:`reef.agent.device.Device`, kept in memory."""
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, started: object = None) -> None:
+        # ``started``: a wireguard-go the early step handed over; hollow agents have none.
         self.ifname = ifname
         self.agent = ifname  # renamed by the process to the agent's node name
         self.choice = BackendChoice("userspace", "in-memory device (bench.hollow)")
