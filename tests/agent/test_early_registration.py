@@ -161,6 +161,11 @@ def _parent_pid(pid: int) -> int:
     return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
+def _wireguard_gos(node: Node) -> list[int]:
+    """The wireguard-go processes in the node's network namespace."""
+    return [p for p in node.pids() if Path(f"/proc/{p}/comm").read_text() == "wireguard-go\n"]
+
+
 def _assert_the_agent_supervises_the_early_wireguard_go(agent: AgentProcess) -> None:
     pid = _early_wireguard_go(agent.records)
     # The agent proper was handed that process: its child, and no second one started.
@@ -170,9 +175,7 @@ def _assert_the_agent_supervises_the_early_wireguard_go(agent: AgentProcess) -> 
         and not _EARLY_START.match(str(r.get("message", "")))
         for r in agent.records
     )
-    assert [
-        p for p in agent.node.pids() if Path(f"/proc/{p}/comm").read_text() == "wireguard-go\n"
-    ] == [pid]
+    assert _wireguard_gos(agent.node) == [pid]
 
 
 def test_a_first_start_puts_the_mesh_address_on_its_interface_before_the_agent_loads(
@@ -222,8 +225,5 @@ def test_an_address_later_than_the_wait_leaves_the_interface_to_the_agent_proper
     (address,) = addresses(mesh.get_agent(agents.node_name("a")))
     shown = node.run("ip", "-o", "addr", "show", "dev", node.wg_ifname).stdout
     assert f" {address}/32 " in shown
-    wireguard_gos = [
-        p for p in node.pids() if Path(f"/proc/{p}/comm").read_text() == "wireguard-go\n"
-    ]
-    assert len(wireguard_gos) == 1
-    assert _parent_pid(wireguard_gos[0]) == agent.process.pid
+    (wireguard_go,) = _wireguard_gos(node)  # the agent proper's own, and only one
+    assert _parent_pid(wireguard_go) == agent.process.pid

@@ -7,9 +7,9 @@ its own MeshAgent for ``status.addresses`` for at most :data:`ADDRESS_WAIT_SECON
 the POST and, once they come, starts wireguard-go (never before: no interface before the
 permanent address), gives the interface its key, listen port and addresses and sets
 it up — with the standard library only (reef.dataplane.plain_netlink,
-reef.dataplane.wireguard_go). The agent proper is then
-handed the wireguard-go process (UserspaceBackend.adopt) and configures the interface as
-always: it finds the key, port and addresses in place and adds the peers.
+reef.dataplane.wireguard_go). The agent proper is then handed the wireguard-go process
+(UserspaceBackend.adopt) and configures the interface as always: it finds the key, port
+and addresses in place and adds the peers.
 
 Only a first start on a node without the interface does this, and only with the
 userspace backend (the kernel backend's link and its generic-netlink configuration are
