@@ -14,6 +14,7 @@ from reef.__main__ import AGENT_MODULES
 from reef.api import names
 from tests.agent.bed import AgentBed, AgentProcess, Record
 from tests.support.mesh import MeshApi, addresses
+from tests.testbed.netns import Node
 
 
 def _index(records: list[Record], predicate: Callable[[Record], bool]) -> int:

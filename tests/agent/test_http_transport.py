@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from reef.agent.informer import _lines
 from reef.kube.http import HttpTransport, TokenFile, connect
+from reef.kube.listwatch import _lines
 from reef.kube.writes import ApiException
 from tests.testbed.clients import KubeTarget
 

@@ -159,8 +159,7 @@ def test_after_a_list_a_change_that_is_not_relevant_is_dropped_too() -> None:
         relevant=lambda body: json.dumps(body["spec"]),
         refresh_quietly=lambda body: False,
     )
-    objects, _ = informer._list()
-    informer._replace(objects)
+    informer._list()  # the list replaces the cache (at once, with this loop)
     informer.take_changes()
     informer._hand_over("MODIFIED", _node("n1", "2", watched="yes"))  # labels: not relevant
     assert informer.objects["n1"]["metadata"]["resourceVersion"] == "1"

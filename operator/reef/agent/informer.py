@@ -1,42 +1,26 @@
 """A list-then-watch cache of API objects, feeding the agent's asyncio loop.
 
-The watch is a blocking stream of JSON lines (read here, not through the official
-client's ``Watch``, which builds an ``ApiClient`` of its own: reef.kube.http), so each
-informer runs in its own daemon thread and hands every change to the loop with
-``call_soon_threadsafe``. After a
-"410 Gone" (the resourceVersion expired) or a broken stream it lists again, so the
-cache converges; a backoff after errors keeps a dead API server from being hammered.
-The agent reacts to :attr:`Informer.changed`, never to a timer.
+The list and the watch run in a thread of their own (reef.kube.listwatch); every change
+reaches the loop with ``call_soon_threadsafe``. After a "410 Gone" or a broken stream the
+thread lists again and the cache is replaced, so it converges. The agent reacts to
+:attr:`Informer.changed`, never to a timer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import logging
-import socket
-import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Any
 
-from reef.kube.client import Kube, custom_path
-from reef.kube.writes import ApiException
+from reef.kube.client import Kube
+from reef.kube.listwatch import LIST_PAGE_SIZE, ListWatch, without_managed_fields
 
-log = logging.getLogger(__name__)
+__all__ = ["LIST_PAGE_SIZE", "Informer", "without_managed_fields"]
 
 Body = dict[str, Any]
-#: Server-side watch timeout: the stream is renewed (cheaply, from the last version).
-WATCH_TIMEOUT_SECONDS = 300
-_BACKOFF_INITIAL = 0.5
-_BACKOFF_MAX = 15.0
 
 
-#: Objects per page of an informer's list.
-LIST_PAGE_SIZE = 500
-
-
-class Informer:
+class Informer(ListWatch):
     """All objects of one plural matching a field selector, kept current by watch.
 
     Custom objects of the reef API by default; ``plural="nodes"`` follows core Nodes
@@ -56,6 +40,7 @@ class Informer:
         keep: Callable[[Body], Any] | None = None,
         refresh_quietly: Callable[[Body], bool] | None = None,
     ) -> None:
+        super().__init__(kube, plural, field_selector)
         #: What of an object matters to the consumer: a modification that leaves it equal
         #: wakes no one (e.g. another member's health report).
         self._relevant = relevant
@@ -73,40 +58,15 @@ class Informer:
         self._fingerprints: dict[str, int] = {}
         #: Optional: a 403 (RBAC without the read) counts as "synced, nothing visible".
         self._optional = optional
-        if plural == "nodes":
-            self._list_call: Callable[..., Any] = kube.list_node_raw
-            self._list_args: tuple[str, ...] = ()
-        else:
-            self._list_call = kube.list_raw
-            self._list_args = (custom_path(plural),)
-        #: Objects per list request (client-go's reflector pages by 500 too).
-        self.page_size = LIST_PAGE_SIZE
         self.objects: dict[str, Any] = {}
         self.synced = asyncio.Event()
         #: Names changed (relevantly) since :meth:`take_changes`; None: all (a new list).
         self._changes: set[str] | None = None
-        self._kube = kube
-        self._plural = plural
-        self._selector = field_selector
         self._loop = loop
         self._on_change = on_change
-        self._stopping = threading.Event()
-        #: The open watch response: stop() shuts its socket to end a blocked read.
-        self._response: Any = None
-        self._thread = threading.Thread(target=self._run, name=f"informer-{plural}", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        response = self._response
-        sock = getattr(getattr(response, "connection", None), "sock", None)
-        if sock is not None:
-            # Shutting the socket down wakes a thread blocked reading it (a close from
-            # this thread could wait on the ssl lock the reader holds).
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+        #: What the list under way has read so far (the informer thread's).
+        self._listing: dict[str, Any] = {}
+        self._listing_fingerprints: dict[str, int] = {}
 
     # --- loop side -------------------------------------------------------------
 
@@ -137,97 +97,23 @@ class Informer:
 
     # --- thread side ------------------------------------------------------------
 
-    def _list(self) -> tuple[dict[str, Body], str]:
-        """Every object and the list's resourceVersion, read a page at a time.
+    def _list_started(self) -> None:
+        self._listing, self._listing_fingerprints = {}, {}
 
-        All pages come from one snapshot (the ``continue`` token carries it), and each
-        page is parsed and reduced to what the cache keeps before the next is read: a
-        whole list of 5000 MeshAgents is ~30 MB of JSON and ~90 MB parsed, which the
-        process would keep as resident memory long after the list was done.
-        """
-        objects: dict[str, Any] = {}
-        fingerprints: dict[str, int] = {}
-        token: str | None = None
-        while True:
-            response = self._list_call(
-                *self._list_args,
-                field_selector=self._selector,
-                limit=self.page_size,
-                _continue=token,
-                _preload_content=False,
-            )
-            page: Body = json.loads(response.data)
-            del response
-            for item in page.get("items", []):
-                name = item["metadata"]["name"]
-                if self._relevant is not None:
-                    fingerprints[name] = hash(self._relevant(item))
-                objects[name] = self._keep(without_managed_fields(item))
-            metadata = page["metadata"]
-            token = metadata.get("continue") or None
-            if token is None:
-                self._fingerprints = fingerprints
-                return objects, metadata["resourceVersion"]
+    def _listed(self, item: Body) -> None:
+        name = item["metadata"]["name"]
+        if self._relevant is not None:
+            self._listing_fingerprints[name] = hash(self._relevant(item))
+        self._listing[name] = self._keep(item)
 
-    def _run(self) -> None:
-        backoff = _BACKOFF_INITIAL
-        version: str | None = None
-        while not self._stopping.is_set():
-            try:
-                if version is None:
-                    objects, version = self._list()
-                    self._loop.call_soon_threadsafe(self._replace, objects)
-                version = self._stream(version)
-                backoff = _BACKOFF_INITIAL
-            except Exception as error:
-                if self._stopping.is_set():
-                    return
-                status = getattr(error, "status", None)
-                if status == 410:
-                    log.info("watch of %s expired; listing again", self._plural)
-                    version = None
-                    continue
-                log.warning(
-                    "watch of %s failed (%s); retrying in %.1fs", self._plural, error, backoff
-                )
-                if status == 403 and self._optional and not self.synced.is_set():
-                    self._loop.call_soon_threadsafe(self._replace, {})
-                version = None
-                # Back-off after an API error (not a wait for an event): bounded, doubling.
-                self._stopping.wait(backoff)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+    def _list_finished(self) -> None:
+        objects, self._listing = self._listing, {}
+        self._fingerprints, self._listing_fingerprints = self._listing_fingerprints, {}
+        self._loop.call_soon_threadsafe(self._replace, objects)
 
-    def _stream(self, version: str) -> str:
-        """Follow the watch from ``version``; return the last version seen.
-
-        The server ends the stream after ``WATCH_TIMEOUT_SECONDS`` (the caller renews it
-        from the last version); an ERROR event (e.g. 410 Gone) becomes an ApiException
-        with the event's code, handled by :meth:`_run`.
-        """
-        response = self._list_call(
-            *self._list_args,
-            field_selector=self._selector,
-            resource_version=version,
-            timeout_seconds=WATCH_TIMEOUT_SECONDS,
-            allow_watch_bookmarks=True,
-            watch=True,
-        )
-        self._response = response
-        try:
-            for line in _lines(response.stream()):
-                event = json.loads(line)
-                kind, body = event["type"], event["object"]
-                if kind == "ERROR":
-                    raise ApiException(status=body.get("code"), reason=body.get("message"))
-                version = body["metadata"]["resourceVersion"]
-                if kind != "BOOKMARK":
-                    self._hand_over(kind, body)
-                if self._stopping.is_set():
-                    break
-        finally:
-            self._response = None
-            response.close()
-        return version
+    def _failed(self, status: int | None) -> None:
+        if status == 403 and self._optional and not self.synced.is_set():
+            self._loop.call_soon_threadsafe(self._replace, {})
 
     def _hand_over(self, kind: str, body: Body) -> None:
         """One event to the loop, reduced to what the cache keeps (informer thread)."""
@@ -251,20 +137,3 @@ def _whole(body: Body) -> Body:
 
 def _always(body: Body) -> bool:
     return True
-
-
-def without_managed_fields(body: Body) -> Body:
-    """``body`` without ``metadata.managedFields``, which the agent never reads: each field
-    manager's record of the fields it owns is often larger than the rest of a MeshAgent,
-    and the cache holds every member (client-go's informers drop them the same way)."""
-    body.get("metadata", {}).pop("managedFields", None)
-    return body
-
-
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The non-empty lines of a byte stream (one watch event each)."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        *complete, buffer = buffer.split(b"\n")
-        yield from (line for line in complete if line.strip())

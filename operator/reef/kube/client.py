@@ -39,6 +39,8 @@ __all__ = [
 
 #: Threads for ledger ConfigMap calls, apart from the general pool (see below).
 LEDGER_THREADS = 4
+#: Watches that hold a connection of the pool for their whole life (reef.kube.listwatch).
+WATCH_CONNECTIONS = 1
 
 APPLY_PATCH = "application/apply-patch+yaml"
 
@@ -90,9 +92,10 @@ def load_api_client(settings: KubeSettings, pool_size: int = 16) -> Any:
             context=settings.kube_context,
             client_configuration=configuration,
         )
-    # One HTTP connection per worker thread (and the ledger's own threads), so concurrent
-    # calls neither queue on the pool nor open and drop TLS connections.
-    configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS
+    # One HTTP connection per worker thread, the ledger's own threads and a long-lived
+    # watch (the operator's MeshAgents), so concurrent calls neither queue on the pool
+    # nor open and drop TLS connections.
+    configuration.connection_pool_maxsize = pool_size + LEDGER_THREADS + WATCH_CONNECTIONS
     return client.ApiClient(configuration)
 
 

@@ -22,7 +22,7 @@ from reef.operator.cooldown_retry import CooldownRetries
 from reef.operator.ledger_store import LedgerStore
 from reef.operator.network_allocator import NetworkAllocator, ReloadReport
 from reef.operator.network_status import NetworkStatusWriter
-from reef.operator.reachability import MemberReport, Reachability, reachability, report_of
+from reef.operator.reachability import MemberReport, Reachability, reachability
 from reef.settings import OperatorSettings
 
 if TYPE_CHECKING:  # repair imports this module; the scheduler is only named here
@@ -113,19 +113,30 @@ class OperatorContext:
             await handle.allocator.stop()
             await handle.status.stop()
 
-    def note_settled(self, body: Any) -> None:
-        """Track the Ready condition of an allocated agent for MeshNetwork.status.agentsReady."""
-        handle = self.networks.get((body.get("spec") or {}).get("network", "default"))
+    def note_member(self, network: str, uid: str, ready: bool, report: MemberReport) -> None:
+        """Track an allocated member's Ready condition and health report (for the
+        MeshNetwork's agentsReady and MembersReachable); the status is written only when
+        either changed."""
+        handle = self.networks.get(network)
         if handle is None:
             return
-        conditions = (body.get("status") or {}).get("conditions") or []
-        ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-        uid = body["metadata"]["uid"]
-        report = report_of(body)
         if handle.ready.get(uid) != ready or handle.reports.get(uid) != report:
             handle.ready[uid] = ready
             handle.reports[uid] = report
             handle.status.touch()
+
+    def forget_absent(self, present: set[str]) -> None:
+        """Drop what we kept of members whose uid is not in ``present`` (a complete list
+        of every MeshAgent): those deleted while no watch was open."""
+        for handle in self.networks.values():
+            gone = [
+                uid for uid in handle.ready.keys() | handle.reports.keys() if uid not in present
+            ]
+            for uid in gone:
+                handle.ready.pop(uid, None)
+                handle.reports.pop(uid, None)
+            if gone:
+                handle.status.touch()
 
     def forget_agent(self, body: Any) -> NetworkHandle | None:
         """A MeshAgent is gone: drop what we kept of it; returns its network's handle."""

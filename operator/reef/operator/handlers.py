@@ -1,11 +1,13 @@
 """kopf handlers: thin glue from watch events to the operator's modules.
 
-Only event handlers and timers are used, deliberately: kopf's change handlers would
-store progress and a diff-base in every MeshAgent (extra writes per object on the
-allocation hot path). Our own state lives in the ledger and in ``status``; the
-reconcile is idempotent, so re-delivered events are harmless.
+Only event handlers are used, deliberately: kopf's change handlers would store progress
+and a diff-base in every object they handle (extra writes per object). Our own state
+lives in the ledger and in ``status``; the reconcile is idempotent, so re-delivered
+events are harmless. MeshAgents, thousands of them, are watched without kopf
+(reef.operator.agent_watch), started here once everything they need is in place.
 """
 
+import asyncio
 import logging
 from typing import Any
 
@@ -14,12 +16,13 @@ import kopf
 from reef.api import names
 from reef.api.models import plain
 from reef.kube.client import Kube, load_api_client
+from reef.operator.agent_watch import AgentWatch
 from reef.operator.cluster_ranges import ClusterRanges
 from reef.operator.context import OperatorContext
 from reef.operator.login import connection_info
 from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
 from reef.operator.preflight import check_pools
-from reef.operator.reconcile_agent import read_agent, reconcile_agent, retry_unsettled
+from reef.operator.reconcile_agent import retry_unsettled
 from reef.operator.repair import RepairScheduler
 from reef.settings import OperatorSettings
 
@@ -53,12 +56,17 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     # Not a kopf timer: kopf would put its finalizer on every MeshNetwork for it.
     context.spawn(context.repairs.tick(SETTINGS.repair_interval_seconds), "reef-repair-ticker")
     memo.reef = context
+    memo.agent_watch = AgentWatch(context, asyncio.get_running_loop())
+    memo.agent_watch.start()
     log.info("reef operator started; networks: %s", sorted(context.networks))
 
 
 @kopf.on.cleanup()
 async def handle_cleanup(memo: Any, **_: Any) -> None:
     context = _context(memo)
+    agent_watch: AgentWatch = memo.agent_watch
+    agent_watch.stop()
+    await agent_watch.events.stop()
     context.repairs.stopped.set()
     for name in list(context.networks):
         await context.remove_network(name)
@@ -96,35 +104,6 @@ async def handle_event_meshnetwork(
         # MeshAgents may have waited for this network: give them addresses now.
         context.spawn(retry_unsettled(context, name), f"reef-new-network-{name}")
         context.repairs.request(name)
-
-
-@kopf.on.event(names.GROUP, names.VERSION, names.MESH_AGENT_PLURAL)
-async def handle_event_meshagent(
-    event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any
-) -> None:
-    context = _context(memo)
-    if _settled(body) and event["type"] != "DELETED":
-        context.note_settled(body)
-        return
-    raw = plain(body)
-    if event["type"] == "DELETED":
-        network = context.forget_agent(raw)
-        if network is not None and is_deleting(network.body):
-            # One member fewer: maybe the network's deletion can finish now.
-            name = network.network.metadata.name
-            context.spawn(continue_deletion(context, name), f"reef-delete-network-{name}")
-        return
-    # Parsed here, once: the reconcile and its writes get the model and this plain copy.
-    agent = read_agent(raw)
-    if agent is not None:
-        await reconcile_agent(context, agent, raw)
-
-
-def _settled(body: kopf.Body) -> bool:
-    """Already allocated and not being deleted: the common event (our own status write
-    echoing back), answered without parsing the whole object."""
-    status = body.get("status") or {}
-    return bool(status.get("addresses")) and not body.metadata.get("deletionTimestamp")
 
 
 @kopf.on.event("", "v1", "nodes")
