@@ -83,6 +83,12 @@ class FakeKube:
         self._enter("list_agents")
         return list(self.agents)
 
+    async def list_agents_as(
+        self, reduce: Callable[[dict[str, Any]], Any], network: str | None = None
+    ) -> list[Any]:
+        bodies = await self.list_agents(network)
+        return [kept for body in bodies if (kept := reduce(body)) is not None]
+
     async def read_agent(self, name: str) -> dict[str, Any] | None:
         self._enter("read_agent")
         return next((a for a in self.agents if a["metadata"]["name"] == name), None)

@@ -13,9 +13,9 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 from reef.kube.client import Kube
-from reef.kube.listwatch import LIST_PAGE_SIZE, ListWatch, without_managed_fields
+from reef.kube.listwatch import ListWatch, without_managed_fields
 
-__all__ = ["LIST_PAGE_SIZE", "Informer", "without_managed_fields"]
+__all__ = ["Informer", "without_managed_fields"]
 
 Body = dict[str, Any]
 

@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from reef.kube.client import Kube, custom_path
+from reef.kube.client import LIST_PAGE_SIZE, Kube, custom_path
 from reef.kube.writes import ApiException
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ Body = dict[str, Any]
 WATCH_TIMEOUT_SECONDS = 300
 _BACKOFF_INITIAL = 0.5
 _BACKOFF_MAX = 15.0
-#: Objects per page of a list (client-go's reflector pages by 500 too).
-LIST_PAGE_SIZE = 500
 
 
 class ListWatch:

@@ -344,8 +344,7 @@ class NetworkAllocator:
         """
         shards = await self.store.load_all()
         ledger, problems = decode_ledger(self.spec.networks, shards, policy_of(self.spec))
-        bodies = await self._kube.list_agents(self.name)
-        agents = [agent for body in bodies if (agent := live_agent(body)) is not None]
+        agents = await self._kube.list_agents_as(live_agent, self.name)
         plan = plan_repair(ledger, agents)
         now = datetime.now(UTC)
         changed = set(recreate_entries(ledger, plan, now))
