@@ -187,7 +187,15 @@ class Kube:
             body=body,
             auth_settings=["BearerToken"],
         )
-        response = official.call_api(*serialized)
+        server_timeout = (query or {}).get("timeout_seconds")
+        # A watch's socket waits at most its server-side timeout and a margin: a server
+        # gone without closing the connection must not hold a watch forever.
+        response = official.call_api(
+            *serialized,
+            _request_timeout=None
+            if server_timeout is None
+            else float(server_timeout) + DEFAULT_TIMEOUT_SECONDS,
+        )
         if not 200 <= response.status <= 299:
             response.read()
             raise ApiException.from_response(http_resp=response, body=None, data=None)
