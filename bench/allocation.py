@@ -39,6 +39,7 @@ import kubernetes.client
 import kubernetes.config
 from kubernetes import watch
 
+from bench.hollow_client import api_writes, difference
 from reef.api import names
 from tests.support.mesh import CRDS, MeshApi, addresses, ensure_namespace
 from tests.support.operator_process import LEDGER_NAMESPACE, OperatorProcess
@@ -228,21 +229,40 @@ def delete_network_agents(mesh: MeshApi, network: str, workers: int) -> None:
         list(pool.map(remove, bodies))
 
 
-def reef_run(mesh: MeshApi, kubeconfig: Path, count: int, workers: int, logs: Path) -> float:
+def reef_run(
+    mesh: MeshApi,
+    kubeconfig: Path,
+    count: int,
+    workers: int,
+    logs: Path,
+    *,
+    control_plane: Callable[[], float] = lambda: 0.0,
+) -> float:
     network = "bench-reef"
     mesh.create_network(network, ["100.64.0.0/10"])
     operator = OperatorProcess(kubeconfig, logs, env={"REEF_REPAIR_INTERVAL_SECONDS": "600"})
     operator.start()
     try:
         seen = AddressWatch(kubeconfig, network, count)
-        cpu_before = cpu_seconds(_pid(operator))
+        cpu_before, control_plane_before = cpu_seconds(_pid(operator)), control_plane()
+        writes_before = api_writes(kubeconfig)
         started, t0 = run_burst(mesh, network, count, workers)
         seen.wait(600)
         cpu = cpu_seconds(_pid(operator)) - cpu_before
+        control_plane_cpu = control_plane() - control_plane_before
+        writes = difference(api_writes(kubeconfig), writes_before)
         wall = summarise("reef", started, seen.seen, t0)
         print(
             f"operator: {cpu:.1f} CPU s for the burst ({cpu / count * 1000:.2f} ms per"
-            f" allocation), RSS {rss_mib(_pid(operator)):.0f} MiB after it (target < 150 MiB)"
+            f" allocation), RSS {rss_mib(_pid(operator)):.0f} MiB after it (target < 150 MiB);"
+            f" control plane {control_plane_cpu:.1f} CPU s"
+        )
+        print(
+            "  API writes during the burst (every client's, by the API server): "
+            + ", ".join(
+                f"{verb} {resource}{'/' + sub if sub else ''} {value:.0f}"
+                for (verb, resource, sub), value in sorted(writes.items())
+            )
         )
         restart_to_ready(mesh, kubeconfig, operator, network)
         delete_network_agents(mesh, network, workers)
@@ -327,14 +347,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if arguments.kubeconfig is None:
             ensure_binaries()
             with LocalControlPlane() as bed:
-                return _measure(bed.kubeconfig, arguments, logs)
+                pids = bed.pids()
+                return _measure(
+                    bed.kubeconfig,
+                    arguments,
+                    logs,
+                    lambda: sum(cpu_seconds(pid) for pid in pids.values()),
+                )
         return _measure(arguments.kubeconfig, arguments, logs)
 
 
-def _measure(kubeconfig: Path, arguments: argparse.Namespace, logs: Path) -> int:
+def _measure(
+    kubeconfig: Path,
+    arguments: argparse.Namespace,
+    logs: Path,
+    control_plane: Callable[[], float] = lambda: 0.0,
+) -> int:
+    """Floor, then reef; ``control_plane``: CPU seconds of the bed's etcd,
+    kube-apiserver and kube-controller-manager so far (0 on a cluster of someone else's)."""
     mesh = prepare(kubeconfig)
+    control_plane_before = control_plane()
     floor = floor_run(mesh, arguments.agents, arguments.workers)
-    reef = reef_run(mesh, kubeconfig, arguments.agents, arguments.workers, logs)
+    print(f"  floor: control plane {control_plane() - control_plane_before:.1f} CPU s")
+    reef = reef_run(
+        mesh, kubeconfig, arguments.agents, arguments.workers, logs, control_plane=control_plane
+    )
     print(f"ratio reef/floor wall time: {reef / floor:.2f} (target <= 1.5)")
     return 0
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 
-from reef.ipam.codec import decode_shard, encode_shard_data
+from reef.ipam.codec import EncodedEntry, decode_shard, encode_shard_data
 from reef.ipam.index import PoolIndex
 from reef.ipam.model import (
     EntryState,
@@ -48,6 +48,8 @@ class Ledger:
             raise ValueError(f"need 1-2 CIDRs, at most one per IP family; got {list(cidrs)}")
         self.policy = policy or Policy()
         self._indexes = {pool.version: PoolIndex(pool) for pool in sorted(pools, key=_version)}
+        #: Per shard, the text of each entry as last encoded (reef.ipam.codec).
+        self._encoded: dict[str, dict[int, EncodedEntry]] = {}
 
     # -- structure -----------------------------------------------------------------------
 
@@ -99,7 +101,10 @@ class Ledger:
         if parsed is None or index is None:
             return {}
         block = parsed[1]
-        return encode_shard_data(index.blocks.get(block, {}), index.kept.get(block, {}), index.pool)
+        memo = self._encoded.setdefault(shard, {})
+        return encode_shard_data(
+            index.blocks.get(block, {}), index.kept.get(block, {}), index.pool, memo
+        )
 
     # -- reading -------------------------------------------------------------------------
 

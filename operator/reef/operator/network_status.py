@@ -4,9 +4,10 @@ Conditions: Ready, PoolNearlyExhausted, PoolExhausted, MembersReachable (which m
 the others cannot reach, counted from their reports; see reef.operator.reachability).
 
 The operator is the only writer of a MeshNetwork's status. ``touch()`` asks for a
-refresh; refreshes that are asked for while one is being written coalesce into one
-more write, so a burst of allocations costs a couple of status writes, not one each.
-Nothing is written when nothing changed.
+refresh; refreshes that are asked for while one is being written, or within
+:data:`STATUS_WRITE_INTERVAL` after it, coalesce into one more write, so a burst of
+allocations costs about a status write a second, not one each. Nothing is written when
+nothing changed.
 """
 
 import asyncio
@@ -32,6 +33,8 @@ READY = "Ready"
 POOL_NEARLY_EXHAUSTED = "PoolNearlyExhausted"
 POOL_EXHAUSTED = "PoolExhausted"
 MEMBERS_REACHABLE = "MembersReachable"
+#: The least time between two writes of a MeshNetwork's status, in seconds.
+STATUS_WRITE_INTERVAL = 1.0
 
 
 class NetworkStatusWriter:
@@ -60,6 +63,8 @@ class NetworkStatusWriter:
         self.deletion: str | None = None
         #: Collisions of the pool with ranges in use (reef.operator.preflight).
         self.overlaps: list[str] = []
+        #: Seconds between two status writes at the least.
+        self.min_interval = STATUS_WRITE_INTERVAL
 
     def update_body(self, body: dict[str, Any]) -> None:
         self._body = body
@@ -95,6 +100,11 @@ class NetworkStatusWriter:
         await self._announce_flips(status)
         await self._kube.patch_status(names.MESH_NETWORK_PLURAL, name, {"status": status})
         self._status = status
+        # A rate limit, not a wait for something: every watcher of MeshNetworks (each
+        # node's agent among them) receives each of these writes, and in a burst of
+        # allocations a write per round-trip would be tens a second. Requests made
+        # meanwhile coalesce into the one refresh after the pause.
+        await asyncio.sleep(self.min_interval)
 
     def _compose(self, stats: NetworkStats, generation: int) -> dict[str, Any]:
         conditions = list(self._status.get("conditions") or [])
