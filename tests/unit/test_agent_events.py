@@ -149,3 +149,40 @@ def test_a_member_being_deleted_is_not_settled() -> None:
     body["metadata"]["deletionTimestamp"] = "2026-12-08T00:00:00Z"
     assert not settled(body)
     assert not settled(_agent("b", "1"))
+
+
+class _NoApi:
+    """The watch's API client, never called here: the test feeds its thread side."""
+
+    def list_raw(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no API call expected")
+
+
+class _RecordingLoop:
+    """Records what the watch's thread hands the loop."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    def call_soon_threadsafe(self, callback: Any, *args: Any) -> None:
+        self.calls.append((callback, *args))
+
+
+def test_what_one_read_of_the_watch_brought_reaches_the_loop_in_one_call_in_order() -> None:
+    loop = _RecordingLoop()
+    context = FakeContext()
+    context.kube = _NoApi()  # type: ignore[attr-defined]
+    watch = agent_watch.AgentWatch(context, loop)  # type: ignore[arg-type]
+    watch._hand_over("ADDED", _agent("a", "1"))
+    watch._hand_over("MODIFIED", _agent("a", "2", addresses=("100.64.0.1",)))
+    watch._hand_over("DELETED", _agent("b", "3", addresses=("100.64.0.2",)))
+    assert loop.calls == []  # nothing before the read is complete
+    watch._handed_over()
+    ((deliver, batch),) = loop.calls
+    assert deliver == watch.events.deliver
+    assert [type(item).__name__ for item in batch] == ["tuple", "MemberState", "tuple"]
+    assert batch[0][0] == "ADDED"
+    assert batch[2][0] == "DELETED"
+    assert batch[1].uid == "a"
+    watch._handed_over()
+    assert len(loop.calls) == 1  # an empty read wakes no one

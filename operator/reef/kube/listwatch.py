@@ -80,6 +80,11 @@ class ListWatch:
     def _hand_over(self, kind: str, body: Body) -> None:
         """One watch event (ADDED, MODIFIED, DELETED), managedFields not yet dropped."""
 
+    def _handed_over(self) -> None:
+        """The objects or events read in one piece (a page, what one read of the stream
+        brought) were handed over: a subclass that hands them to its loop together does
+        it here, one wake-up of the loop instead of one each."""
+
     def _failed(self, status: int | None) -> None:
         """A list or watch failed with this HTTP status (None: no response); the loop
         backs off and lists again."""
@@ -108,6 +113,7 @@ class ListWatch:
             del response
             for item in page.get("items", []):
                 self._listed(without_managed_fields(item))
+            self._handed_over()
             metadata = page["metadata"]
             token = metadata.get("continue") or None
             if token is None:
@@ -157,14 +163,16 @@ class ListWatch:
         )
         self._response = response
         try:
-            for line in _lines(response.stream()):
-                event = json.loads(line)
-                kind, body = event["type"], event["object"]
-                if kind == "ERROR":
-                    raise ApiException(status=body.get("code"), reason=body.get("message"))
-                version = body["metadata"]["resourceVersion"]
-                if kind != "BOOKMARK":
-                    self._hand_over(kind, body)
+            for lines in _line_batches(response.stream()):
+                for line in lines:
+                    event = json.loads(line)
+                    kind, body = event["type"], event["object"]
+                    if kind == "ERROR":
+                        raise ApiException(status=body.get("code"), reason=body.get("message"))
+                    version = body["metadata"]["resourceVersion"]
+                    if kind != "BOOKMARK":
+                        self._hand_over(kind, body)
+                self._handed_over()
                 if self._stopping.is_set():
                     break
         finally:
@@ -181,10 +189,19 @@ def without_managed_fields(body: Body) -> Body:
     return body
 
 
-def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The non-empty lines of a byte stream (one watch event each)."""
+def _line_batches(chunks: Iterator[bytes]) -> Iterator[list[bytes]]:
+    """The non-empty lines of a byte stream (one watch event each), as they complete
+    with each chunk read."""
     buffer = b""
     for chunk in chunks:
         buffer += chunk
         *complete, buffer = buffer.split(b"\n")
-        yield from (line for line in complete if line.strip())
+        lines = [line for line in complete if line.strip()]
+        if lines:
+            yield lines
+
+
+def _lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The non-empty lines of a byte stream, one at a time."""
+    for lines in _line_batches(chunks):
+        yield from lines

@@ -64,6 +64,9 @@ class AgentWatch(ListWatch):
         self.events = AgentEvents(context)
         self._loop = loop
         self._seen: set[str] = set()
+        #: What this thread read since it last woke the loop: (settled member) or
+        #: (kind, object), handed over together (one wake-up of the loop per read).
+        self._batch: list[MemberState | tuple[str, Body]] = []
 
     def _list_started(self) -> None:
         self._seen = set()
@@ -74,13 +77,19 @@ class AgentWatch(ListWatch):
 
     def _list_finished(self) -> None:
         seen, self._seen = self._seen, set()
+        self._handed_over()
         self._loop.call_soon_threadsafe(self.events.listed, seen)
 
     def _hand_over(self, kind: str, body: Body) -> None:
         if kind != "DELETED" and settled(body):
-            self._loop.call_soon_threadsafe(self.events.settled, member_state(body))
+            self._batch.append(member_state(body))
         else:
-            self._loop.call_soon_threadsafe(self.events.changed, kind, without_managed_fields(body))
+            self._batch.append((kind, without_managed_fields(body)))
+
+    def _handed_over(self) -> None:
+        if self._batch:
+            batch, self._batch = self._batch, []
+            self._loop.call_soon_threadsafe(self.events.deliver, batch)
 
 
 class AgentEvents:
@@ -93,6 +102,14 @@ class AgentEvents:
         self._running: set[str] = set()
         #: Reconciles started from events and not yet finished (for a clean stop).
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def deliver(self, batch: list[MemberState | tuple[str, Body]]) -> None:
+        """What the watch read in one piece, in its order."""
+        for item in batch:
+            if isinstance(item, MemberState):
+                self.settled(item)
+            else:
+                self.changed(*item)
 
     def settled(self, member: MemberState) -> None:
         self._waiting.pop(member.uid, None)
