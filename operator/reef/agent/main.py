@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 
-from reef.agent import ports
+from reef.agent import malloc, ports
 from reef.agent.agent import Agent
 from reef.agent.bootstrap import own_ref
 from reef.agent.early import EarlyRegistration
@@ -73,6 +73,9 @@ def run_agent(early: EarlyRegistration | None = None) -> int:
         print(f"reef agent: invalid settings (REEF_* environment variables):\n{error}")
         return 2
     configure_logging(settings.log_format, settings.log_level)
+    # Before the dataplane thread reads its first device answer (reef.agent.malloc).
+    if not malloc.pin_mmap_threshold():
+        log.debug("the C library has no adjustable mmap threshold; left as it is")
     # /metrics, /healthz and /readyz; started before the loop so a probe never sees a refusal
     # that the kubelet would count as a failure during start-up.
     report_build_info("agent")

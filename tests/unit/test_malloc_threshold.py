@@ -1,0 +1,62 @@
+"""reef.agent.malloc: a large buffer freed on a worker thread is not kept by glibc.
+
+Each case runs in a fresh interpreter: the allocator's thresholds are process-wide and
+this test process has moved them already. A thread reads a 1.5 MB answer three times, in
+64 KiB pieces, and holds it as buffer, bytes and text for a moment (what the dataplane
+thread does at 5000 peers) while something small it allocated meanwhile lives on; then
+the bytes free in glibc's arenas are counted (mallinfo2's ``fordblks``): with the
+threshold pinned they are back with the system, without it glibc keeps them."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = """
+import ctypes, sys, threading
+from reef.agent import malloc
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+        "uordblks", "fordblks", "keepcost")]
+
+if sys.argv[1] == "pinned":
+    assert malloc.pin_mmap_threshold()
+
+kept = []
+
+def read_answers():
+    chunk = bytes(65536)
+    for _ in range(3):
+        buffer = bytearray()  # read 64 KiB at a time, as reef.dataplane.wireguard_go does
+        while len(buffer) < 1_500_000:
+            buffer += chunk
+        answer = bytes(buffer)
+        kept.append(bytes(1000 + len(kept)))  # something that outlives the answer
+        text = answer.decode("ascii")
+        del buffer, answer, text
+
+thread = threading.Thread(target=read_answers)
+thread.start()
+thread.join()
+mallinfo2 = ctypes.CDLL(None).mallinfo2
+mallinfo2.restype = MallInfo2
+print(mallinfo2().fordblks)
+"""
+
+
+def _free_in_arenas(mode: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, mode], capture_output=True, text=True, check=True
+    )
+    return int(result.stdout)
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "mallinfo2"), reason="not glibc (no mallinfo2)")
+def test_a_freed_large_buffer_is_not_kept_in_the_arenas() -> None:
+    assert _free_in_arenas("default") > 2_000_000  # what the pin is for: glibc keeps them
+    assert _free_in_arenas("pinned") < 1_000_000
