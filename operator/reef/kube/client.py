@@ -31,6 +31,7 @@ __all__ = [
     "CONFLICT",
     "LEDGER_THREADS",
     "LIST_PAGE_SIZE",
+    "METADATA_ONLY",
     "NOT_FOUND",
     "ApiException",
     "Kube",
@@ -48,6 +49,10 @@ LIST_PAGE_SIZE = 500
 WATCH_CONNECTIONS = 1
 
 APPLY_PATCH = "application/apply-patch+yaml"
+JSON = "application/json"
+#: Objects (and watch events) as their metadata only: a ConfigMap of the ledger is up to
+#: 512 KiB, and whoever only needs to know that it changed need not receive it.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 #: Query options of the raw calls, as the generated APIs name them, to the API's names.
 _QUERY_NAMES = {
@@ -144,8 +149,10 @@ class Kube:
         query: Mapping[str, Any] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        *,
+        accept: str = JSON,
     ) -> Any:
-        """One blocking API call, JSON in and out.
+        """One blocking API call, JSON in and out (``accept``: e.g. :data:`METADATA_ONLY`).
 
         Returns the response unread (``.data`` is the JSON body, ``.stream()`` a watch's
         bytes), urllib3's or reef.kube.http's; a status other than 2xx raises ApiException
@@ -165,12 +172,13 @@ class Kube:
                 names_values,
                 None if body is None else json.dumps(body).encode(),
                 content_type=content_type,
+                accept=accept,
                 stream=bool(names_values.get("watch")),
                 timeout=DEFAULT_TIMEOUT_SECONDS
                 if server_timeout is None
                 else float(server_timeout) + DEFAULT_TIMEOUT_SECONDS,
             )
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         query_params = [
@@ -213,14 +221,14 @@ class Kube:
         """:meth:`request`, its response read (which frees the connection) and parsed."""
         return json.loads(self.request(method, path, query, body, content_type).data)
 
-    def list_raw(self, path: str, **options: Any) -> Any:
+    def list_raw(self, path: str, *, accept: str = JSON, **options: Any) -> Any:
         """GET a collection (``watch=True``: its watch) with the options of a generated list.
 
         Made to be handed to ``watch.Watch().stream``: no return annotation or docstring
         return type, so the stream leaves every object as plain JSON.
         """
         options.pop("_preload_content", None)  # always unread: the caller parses JSON
-        return self.request("GET", path, options)
+        return self.request("GET", path, options, accept=accept)
 
     def list_node_raw(self, **options: Any) -> Any:
         """GET /api/v1/nodes (``watch=True``: the watch) with the options of ``list_node``.
@@ -315,11 +323,15 @@ class Kube:
         path = custom_path(names.MESH_AGENT_PLURAL, name)
         return await self._custom("PATCH", path, body=body, content_type=content_type)
 
-    async def patch_status(self, plural: str, name: str, body: Any) -> dict[str, Any]:
-        """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition."""
+    async def patch_status(
+        self, plural: str, name: str, body: Any, *, manager: str | None = None
+    ) -> dict[str, Any]:
+        """Merge-patch a status. A ``metadata.resourceVersion`` in the body is a precondition;
+        ``manager`` names the writer in the object's managedFields."""
         path = custom_path(plural, name, "status")
+        query = None if manager is None else {"field_manager": manager}
         return await self._custom(
-            "PATCH", path, body=body, content_type="application/merge-patch+json"
+            "PATCH", path, query, body=body, content_type="application/merge-patch+json"
         )
 
     async def apply_status(

@@ -136,6 +136,7 @@ class HttpTransport:
         body: bytes | None = None,
         *,
         content_type: str = "application/json",
+        accept: str = "application/json",
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         stream: bool = False,
     ) -> Response:
@@ -150,7 +151,7 @@ class HttpTransport:
             url += "?" + urllib.parse.urlencode(
                 {k: str(v).lower() if isinstance(v, bool) else v for k, v in query.items()}
             )
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
         if body is not None:
             headers["Content-Type"] = content_type
         if self._authorization is not None and (value := self._authorization()):

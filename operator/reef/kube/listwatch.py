@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from reef.kube.client import LIST_PAGE_SIZE, Kube, custom_path
+from reef.kube.client import LIST_PAGE_SIZE, METADATA_ONLY, Kube, custom_path
 from reef.kube.writes import ApiException
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,31 @@ class ListWatch:
     Custom objects of the reef API by default; ``plural="nodes"`` follows core Nodes.
     """
 
-    def __init__(self, kube: Kube, plural: str, field_selector: str = "") -> None:
-        if plural == "nodes":
+    def __init__(
+        self,
+        kube: Kube,
+        plural: str,
+        field_selector: str = "",
+        *,
+        path: str | None = None,
+        label_selector: str | None = None,
+        metadata_only: bool = False,
+    ) -> None:
+        """``path``: the collection, for other than reef's objects and Nodes (e.g. the
+        ConfigMaps of one namespace); ``metadata_only``: objects and events carry their
+        metadata alone (``PartialObjectMetadata``)."""
+        if plural == "nodes" and path is None:
             self._list_call: Callable[..., Any] = kube.list_node_raw
             self._list_args: tuple[str, ...] = ()
         else:
             self._list_call = kube.list_raw
-            self._list_args = (custom_path(plural),)
+            self._list_args = (path or custom_path(plural),)
+        #: Options of every list and watch call beyond the field selector.
+        self._options: dict[str, Any] = {}
+        if label_selector:
+            self._options["label_selector"] = label_selector
+        if metadata_only:
+            self._options["accept"] = METADATA_ONLY
         self.page_size = LIST_PAGE_SIZE
         self._plural = plural
         self._selector = field_selector or None
@@ -108,6 +126,7 @@ class ListWatch:
                 limit=self.page_size,
                 _continue=token,
                 _preload_content=False,
+                **self._options,
             )
             page: Body = json.loads(response.data)
             del response
@@ -160,6 +179,7 @@ class ListWatch:
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             allow_watch_bookmarks=True,
             watch=True,
+            **self._options,
         )
         self._response = response
         try:

@@ -108,17 +108,38 @@ async def write_allocation(
     def build(current: Body) -> Body | None:
         if _addresses(current):
             return None  # an address, once set, is never replaced
-        allocated = _allocated(
-            current, status=CONDITION_TRUE, reason=status.reason, message=status.message
+        generation = int(current["metadata"].get("generation") or 0)
+        conditions = set_condition(
+            _conditions(current),
+            type_=ALLOCATED,
+            status=CONDITION_TRUE,
+            reason=status.reason,
+            message=status.message,
+            observed_generation=generation,
         )
-        return _operator_status(
-            current,
-            allocated,
-            addresses=list(status.addresses),
-            allocatedAt=utc_timestamp(status.allocated_at),
+        return {
+            "status": {
+                "addresses": list(status.addresses),
+                "allocatedAt": utc_timestamp(status.allocated_at),
+                "observedGeneration": generation,
+                # The whole list, the agent's conditions as they are: the resourceVersion
+                # precondition makes this list exactly the current one plus ours.
+                "conditions": conditions,
+            }
+        }
+
+    name = body["metadata"]["name"]
+
+    async def write(patch: Body) -> Body:
+        # A merge patch, not an apply: the first address is the hot path of every join
+        # (5000 at once after a cluster's restart), and an apply costs the API server
+        # notably more. The precondition keeps it a compare-and-swap; it changes no field
+        # of the agent's, so the agent keeps owning its conditions.
+        return await kube.patch_status(
+            names.MESH_AGENT_PLURAL, name, patch, manager=names.OPERATOR_FIELD_MANAGER
         )
 
-    written, latest = await _cas_status(kube, body, build)
+    written, latest = await compare_and_swap(body, build, write, lambda: kube.read_agent(name))
     if latest is None:
         return WriteOutcome.GONE, None
     if written:

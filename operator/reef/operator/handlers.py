@@ -3,8 +3,9 @@
 Only event handlers are used, deliberately: kopf's change handlers would store progress
 and a diff-base in every object they handle (extra writes per object). Our own state
 lives in the ledger and in ``status``; the reconcile is idempotent, so re-delivered
-events are harmless. MeshAgents, thousands of them, are watched without kopf
-(reef.operator.agent_watch), started here once everything they need is in place.
+events are harmless. MeshAgents, thousands of them, and the ledger's ConfigMaps, large,
+are watched without kopf (reef.operator.agent_watch, reef.operator.ledger_watch),
+started here once everything they need is in place.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from reef.kube.client import Kube, load_api_client
 from reef.operator.agent_watch import AgentWatch
 from reef.operator.cluster_ranges import ClusterRanges
 from reef.operator.context import OperatorContext
+from reef.operator.ledger_watch import LedgerWatch
 from reef.operator.login import connection_info
 from reef.operator.network_deletion import continue_deletion, ensure_finalizer, is_deleting
 from reef.operator.preflight import check_pools
@@ -56,7 +58,10 @@ async def handle_startup(settings: kopf.OperatorSettings, memo: Any, **_: Any) -
     # Not a kopf timer: kopf would put its finalizer on every MeshNetwork for it.
     context.spawn(context.repairs.tick(SETTINGS.repair_interval_seconds), "reef-repair-ticker")
     memo.reef = context
-    memo.agent_watch = AgentWatch(context, asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    memo.ledger_watch = LedgerWatch(context, loop)
+    memo.ledger_watch.start()
+    memo.agent_watch = AgentWatch(context, loop)
     memo.agent_watch.start()
     log.info("reef operator started; networks: %s", sorted(context.networks))
 
@@ -66,6 +71,8 @@ async def handle_cleanup(memo: Any, **_: Any) -> None:
     context = _context(memo)
     agent_watch: AgentWatch = memo.agent_watch
     agent_watch.stop()
+    ledger_watch: LedgerWatch = memo.ledger_watch
+    ledger_watch.stop()
     await agent_watch.events.stop()
     context.repairs.stopped.set()
     for name in list(context.networks):
@@ -118,22 +125,3 @@ async def handle_event_servicecidr(
 ) -> None:
     """The service ranges of the cluster: never routed by a member."""
     _context(memo).cluster_ranges.service_cidr_event(event["type"], body)
-
-
-@kopf.on.event(
-    "", "v1", "configmaps", labels={names.LEDGER_COMPONENT_LABEL: names.LEDGER_COMPONENT}
-)
-async def handle_event_ledger(event: kopf.RawEvent, body: kopf.Body, memo: Any, **_: Any) -> None:
-    """A shard changed or vanished and it was not us: re-read and repair that network."""
-    context = _context(memo)
-    labels = body.metadata.labels
-    network = labels.get(names.LEDGER_NETWORK_LABEL)
-    if not network or (handle := context.networks.get(network)) is None:
-        return
-    shard = labels.get(f"{names.GROUP}/shard", "")
-    version = str(body.metadata.get("resourceVersion", ""))
-    if event["type"] == "DELETED" or not handle.allocator.store.is_own_write(shard, version):
-        log.info(
-            "ledger shard %s of %s changed by someone else (%s)", shard, network, event["type"]
-        )
-        context.repairs.request(network)
