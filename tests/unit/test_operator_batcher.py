@@ -185,3 +185,25 @@ def test_a_lost_race_is_reread_at_once_without_back_off() -> None:
     _reread(kube, sleep)
     assert sleep.delays == []
     assert kube.ledger().addresses_of("seed") == seeded.addresses
+
+
+def test_requests_arriving_soon_after_a_batch_started_wait_and_share_the_next_write() -> None:
+    kube = FakeKube()
+
+    async def scenario() -> int:
+        batcher = allocator(kube, FakeSleep())
+        batcher.batch_interval = 1.0
+        batcher.start()
+        try:
+            await batcher.allocate(AllocationRequest("a", "n-a", ()))  # creates the shard
+            writes = kube.calls.get("replace_config_map", 0)
+            first = asyncio.create_task(batcher.allocate(AllocationRequest("b", "n-b", ())))
+            for _ in range(5):  # the batcher's turn: unpaced, it would take "b" alone now
+                await asyncio.sleep(0)
+            second = batcher.allocate(AllocationRequest("c", "n-c", ()))
+            await asyncio.gather(first, second)
+            return kube.calls.get("replace_config_map", 0) - writes
+        finally:
+            await batcher.stop()
+
+    assert run(scenario()) == 1
