@@ -32,6 +32,7 @@ __all__ = [
     "LEDGER_THREADS",
     "LIST_PAGE_SIZE",
     "METADATA_ONLY",
+    "METADATA_ONLY_LIST",
     "NOT_FOUND",
     "ApiException",
     "Kube",
@@ -50,9 +51,11 @@ WATCH_CONNECTIONS = 1
 
 APPLY_PATCH = "application/apply-patch+yaml"
 JSON = "application/json"
-#: Objects (and watch events) as their metadata only: a ConfigMap of the ledger is up to
-#: 512 KiB, and whoever only needs to know that it changed need not receive it.
+#: Watch events whose objects are their metadata only: a ConfigMap of the ledger is up
+#: to 512 KiB, and whoever only needs to know that it changed need not receive it.
 METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+#: The same for a LIST (the API server refuses the other with 406 Not Acceptable).
+METADATA_ONLY_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 #: Query options of the raw calls, as the generated APIs name them, to the API's names.
 _QUERY_NAMES = {

@@ -20,7 +20,13 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from reef.kube.client import LIST_PAGE_SIZE, METADATA_ONLY, Kube, custom_path
+from reef.kube.client import (
+    LIST_PAGE_SIZE,
+    METADATA_ONLY,
+    METADATA_ONLY_LIST,
+    Kube,
+    custom_path,
+)
 from reef.kube.writes import ApiException
 
 log = logging.getLogger(__name__)
@@ -57,12 +63,12 @@ class ListWatch:
         else:
             self._list_call = kube.list_raw
             self._list_args = (path or custom_path(plural),)
-        #: Options of every list and watch call beyond the field selector.
-        self._options: dict[str, Any] = {}
-        if label_selector:
-            self._options["label_selector"] = label_selector
+        #: Options of the list and of the watch calls beyond the field selector.
+        options: dict[str, Any] = {"label_selector": label_selector} if label_selector else {}
+        self._list_options, self._watch_options = dict(options), dict(options)
         if metadata_only:
-            self._options["accept"] = METADATA_ONLY
+            self._list_options["accept"] = METADATA_ONLY_LIST
+            self._watch_options["accept"] = METADATA_ONLY
         self.page_size = LIST_PAGE_SIZE
         self._plural = plural
         self._selector = field_selector or None
@@ -126,11 +132,11 @@ class ListWatch:
                 limit=self.page_size,
                 _continue=token,
                 _preload_content=False,
-                **self._options,
+                **self._list_options,
             )
             page: Body = json.loads(response.data)
             del response
-            for item in page.get("items", []):
+            for item in page.get("items") or ():
                 self._listed(without_managed_fields(item))
             self._handed_over()
             metadata = page["metadata"]
@@ -179,7 +185,7 @@ class ListWatch:
             timeout_seconds=WATCH_TIMEOUT_SECONDS,
             allow_watch_bookmarks=True,
             watch=True,
-            **self._options,
+            **self._watch_options,
         )
         self._response = response
         try:
