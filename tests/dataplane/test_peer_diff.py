@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reef.dataplane import Endpoint, Key, PeerPlan, PeerSpec, PeerState, diff_peers
+from reef.dataplane.diff import KnownPeers
 
 keys = st.integers(0, 15).map(lambda n: Key(bytes([n]) * 32))
 networks = st.integers(0, 7).map(lambda n: ipaddress.ip_network(f"100.64.0.{n}/32"))
@@ -129,3 +130,35 @@ def test_allowed_ips_are_normalised_so_order_does_not_count_as_a_change() -> Non
     a, b = ipaddress.ip_network("100.64.0.1/32"), ipaddress.ip_network("10.0.0.0/8")
     live = {key: PeerState(key, allowed_ips=(a, b))}
     assert diff_peers([PeerSpec(key, allowed_ips=(b, a, b))], live).empty
+
+
+@given(live_sets, st.lists(desired_sets, min_size=1, max_size=6))
+def test_diffing_against_the_known_peers_plans_what_diffing_against_the_device_would(
+    device: dict[Key, PeerState], desired_over_time: list[list[PeerSpec]]
+) -> None:
+    """A backend reads its device once and then keeps what it wrote (KnownPeers): after
+    any sequence of desired peer sets, its plans are the ones a fresh read would give."""
+    known = KnownPeers()
+    reads = 0
+
+    def read() -> dict[Key, PeerState]:
+        nonlocal reads
+        reads += 1
+        return dict(device)
+
+    for desired in desired_over_time:
+        plan = diff_peers(desired, known.get(read))
+        assert plan == diff_peers(desired, device)
+        device = apply_plan(plan, device)
+        known.applied(plan)
+    assert reads == 1
+
+
+def test_known_peers_are_read_again_once_forgotten() -> None:
+    key = Key(bytes([1]) * 32)
+    device = {key: PeerState(key, (ipaddress.ip_network("100.64.0.1/32"),))}
+    known = KnownPeers()
+    assert known.get(lambda: device) == device
+    known.forget()
+    device = {}
+    assert known.get(lambda: device) == {}

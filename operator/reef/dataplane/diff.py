@@ -9,7 +9,7 @@ re-handshake the whole mesh. Pure function, so it is property-tested.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from reef.dataplane.keys import Key
@@ -41,7 +41,9 @@ class PeerPlan:
         return len(self.add) + len(self.update) + len(self.remove)
 
 
-def _differs(desired: PeerSpec, live: PeerState) -> bool:
+def _differs(desired: PeerSpec, live: PeerState | PeerSpec) -> bool:
+    if desired is live:
+        return False  # the very spec written last time (reef.dataplane.diff.KnownPeers)
     if desired.allowed_ips != live.allowed_ips:
         return True
     if desired.persistent_keepalive != live.persistent_keepalive:
@@ -50,7 +52,7 @@ def _differs(desired: PeerSpec, live: PeerState) -> bool:
     return desired.endpoint is not None and desired.endpoint != live.endpoint
 
 
-def diff_peers(desired: Iterable[PeerSpec], live: Mapping[Key, PeerState]) -> PeerPlan:
+def diff_peers(desired: Iterable[PeerSpec], live: Mapping[Key, PeerState | PeerSpec]) -> PeerPlan:
     """Plan the changes from ``live`` to ``desired``.
 
     Raises ValueError when ``desired`` names one public key twice: WireGuard
@@ -71,3 +73,53 @@ def diff_peers(desired: Iterable[PeerSpec], live: Mapping[Key, PeerState]) -> Pe
             update.append(PeerUpdate(peer, peer.allowed_ips != current.allowed_ips))
     remove = tuple(key for key in live if key not in wanted)
     return PeerPlan(add=tuple(add), update=tuple(update), remove=remove)
+
+
+#: A peer's configuration as a diff reads it: a device's report or a desired spec.
+PeerConfig = PeerState | PeerSpec
+
+
+class KnownPeers:
+    """The peers a device holds, as a backend last read them and then wrote them.
+
+    Reading a device costs as much as it has peers (at 5000, a 1.3 MB answer from
+    wireguard-go decoded into 5000 states, for every member that joined or moved), and
+    all but the changed peers are what this process itself wrote. So a backend reads
+    the device once, then keeps what it wrote (the desired specs themselves, shared
+    with the plan); :meth:`forget` makes the next diff read it again: after an error,
+    and on every (re)configuration, which the agent's periodic resync also runs — the
+    backstop for anything changed behind our back (a hand-made ``wg set``, a peer's
+    endpoint roaming away from the one we set).
+    """
+
+    def __init__(self) -> None:
+        self._peers: dict[Key, PeerConfig] | None = None
+
+    def get(self, read: Callable[[], Mapping[Key, PeerState]]) -> Mapping[Key, PeerConfig]:
+        """The known peers; ``read`` (the device's report) when nothing is known."""
+        if self._peers is None:
+            self._peers = dict(read())
+        return self._peers
+
+    def applied(self, plan: PeerPlan) -> None:
+        """``plan`` was written to the device whole."""
+        if self._peers is None:
+            return
+        for key in plan.remove:
+            self._peers.pop(key, None)
+        for change in plan.update:
+            self._peers[change.peer.public_key] = _kept_endpoint(change.peer, self._peers)
+        for peer in plan.add:
+            self._peers[peer.public_key] = peer
+
+    def forget(self) -> None:
+        self._peers = None
+
+
+def _kept_endpoint(peer: PeerSpec, known: Mapping[Key, PeerConfig]) -> PeerConfig:
+    """``peer`` as the device holds it after the update: a spec without an endpoint
+    leaves the device's own (roamed) endpoint in place."""
+    before = known.get(peer.public_key)
+    if peer.endpoint is not None or before is None or before.endpoint is None:
+        return peer
+    return PeerSpec(peer.public_key, peer.allowed_ips, before.endpoint, peer.persistent_keepalive)

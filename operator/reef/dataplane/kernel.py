@@ -17,7 +17,7 @@ from typing import Any
 
 from reef.dataplane import links
 from reef.dataplane.base import BackendKind, DataplaneError
-from reef.dataplane.diff import PeerPlan, diff_peers
+from reef.dataplane.diff import KnownPeers, PeerPlan, diff_peers
 from reef.dataplane.keys import Key
 from reef.dataplane.netlink import IPRoute, NetlinkError, WireGuard
 from reef.dataplane.spec import (
@@ -57,6 +57,8 @@ class KernelBackend:
         self.chunk_size = chunk_size
         self.ipr = IPRoute()
         self.routes = links.RouteSync()
+        #: What the device holds, read once and then kept as written (KnownPeers).
+        self.known = KnownPeers()
         self.wg = WireGuard()
 
     def _create(self) -> int:
@@ -72,6 +74,8 @@ class KernelBackend:
         return links.require_index(self.ipr, self.ifname)
 
     def ensure_interface(self, spec: DeviceSpec) -> None:
+        # A (re)configuration, the periodic resync's too, reads the peers anew.
+        self.known.forget()
         index = links.link_index(self.ipr, self.ifname)
         if index is None:
             index = self._create()
@@ -116,16 +120,21 @@ class KernelBackend:
             self.wg.set(self.ifname, peer=message)
 
     def apply_peers(self, desired: Sequence[PeerSpec]) -> PeerPlan:
-        plan = diff_peers(desired, self.read_state().peers)
-        # Removals first, so an allowed IP moving between peers is never claimed twice.
-        for key in plan.remove:
-            self.wg.set(self.ifname, peer={"public_key": key.base64(), "remove": True})
-        for change in plan.update:
-            self._set_peer(
-                change.peer, replace_allowed_ips=change.allowed_ips_changed, update_only=True
-            )
-        for peer in plan.add:
-            self._set_peer(peer, replace_allowed_ips=True, update_only=False)
+        plan = diff_peers(desired, self.known.get(lambda: self.read_state().peers))
+        try:
+            # Removals first, so an allowed IP moving between peers is never claimed twice.
+            for key in plan.remove:
+                self.wg.set(self.ifname, peer={"public_key": key.base64(), "remove": True})
+            for change in plan.update:
+                self._set_peer(
+                    change.peer, replace_allowed_ips=change.allowed_ips_changed, update_only=True
+                )
+            for peer in plan.add:
+                self._set_peer(peer, replace_allowed_ips=True, update_only=False)
+        except BaseException:
+            self.known.forget()  # how much of it the device took is unknown
+            raise
+        self.known.applied(plan)
         index = links.require_index(self.ipr, self.ifname)
         self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
@@ -165,6 +174,7 @@ class KernelBackend:
 
     def remove_interface(self) -> None:
         self.routes.forget()
+        self.known.forget()
         links.delete_link(self.ipr, self.ifname)
 
     def close(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 from reef.dataplane import links, uapi
 from reef.dataplane import wireguard_go as go_process
 from reef.dataplane.base import BackendKind, DataplaneError
-from reef.dataplane.diff import PeerPlan, diff_peers
+from reef.dataplane.diff import KnownPeers, PeerPlan, diff_peers
 from reef.dataplane.netlink import IPRoute
 from reef.dataplane.spec import DeviceSpec, DeviceState, PeerLiveness, PeerSpec
 from reef.dataplane.waiting import wait_for_exit
@@ -60,6 +60,8 @@ class UserspaceBackend:
         self.process: subprocess.Popen[bytes] | None = None
         self.ipr = IPRoute()
         self.routes = links.RouteSync()
+        #: What the device holds, read once and then kept as written (KnownPeers).
+        self.known = KnownPeers()
 
     # --- UAPI transport -------------------------------------------------
 
@@ -106,6 +108,8 @@ class UserspaceBackend:
     # --- Backend ----------------------------------------------------------
 
     def ensure_interface(self, spec: DeviceSpec) -> None:
+        # A (re)configuration, the periodic resync's too, reads the peers anew.
+        self.known.forget()
         if not self.alive():
             if self.process is not None and self.process.poll() is None:
                 # Ours and running, so starting (handed over by adopt): it will answer.
@@ -135,10 +139,15 @@ class UserspaceBackend:
             self.apply_peers(spec.peers)
 
     def apply_peers(self, desired: Sequence[PeerSpec]) -> PeerPlan:
-        plan = diff_peers(desired, self.read_state().peers)
+        plan = diff_peers(desired, self.known.get(lambda: self.read_state().peers))
         if not plan.empty:
             pieces = uapi.set_request_chunks(uapi.iter_plan_lines(plan))
-            uapi.decode_response(self.exchange_pieces(pieces)).check()
+            try:
+                uapi.decode_response(self.exchange_pieces(pieces)).check()
+            except BaseException:
+                self.known.forget()  # how much of it the device took is unknown
+                raise
+            self.known.applied(plan)
         index = links.require_index(self.ipr, self.ifname)
         self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
@@ -151,6 +160,7 @@ class UserspaceBackend:
 
     def remove_interface(self) -> None:
         self.routes.forget()
+        self.known.forget()
         # wireguard-go exits by itself once its TUN is gone; deleting the link
         # works for an adopted process we have no handle on.
         links.delete_link(self.ipr, self.ifname)
