@@ -173,7 +173,10 @@ class Counters:
         """Wrap the informer's event handler, the agent's sync and the API requests."""
         counters = self
         informer = informer_module.Informer
-        original_hand_over = informer._hand_over
+        # Every watch event passes through _hand_over on the informer's thread; an older
+        # reef (--old in bench.agent_scale) handed each one to the loop's _apply instead.
+        event_method = "_hand_over" if hasattr(informer, "_hand_over") else "_apply"
+        original_hand_over = getattr(informer, event_method)
         original_init = informer.__init__
 
         def init(self: Any, kube: Any, plural: str, *args: Any, **kwargs: Any) -> None:
@@ -199,7 +202,7 @@ class Counters:
             original_hand_over(self, kind, body)
 
         informer.__init__ = init  # type: ignore[method-assign]
-        informer._hand_over = hand_over  # type: ignore[method-assign]
+        setattr(informer, event_method, hand_over)
 
         original_sync = agent_module.Agent._sync
 
