@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from reef.dataplane.netlink import IPRoute, NetlinkError
+from reef.dataplane.plain_netlink import routes_via
 from reef.dataplane.spec import IPInterface, IPNetwork
 
 # rtnetlink "proto" marking routes reef installed (unassigned in rt_protos).
@@ -96,13 +97,9 @@ def _scope(net: IPNetwork) -> int:
 
 
 def _live_routes(ipr: IPRoute, index: int) -> set[IPNetwork]:
-    """The routes via the interface that carry reef's protocol number (a dump per family)."""
-    live: set[IPNetwork] = set()
-    for family in (2, 10):  # AF_INET, AF_INET6
-        for route in ipr.get_routes(family=family, oif=index, proto=REEF_ROUTE_PROTO):
-            dst = route.get("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
-            live.add(ipaddress.ip_network(f"{dst}/{route['dst_len']}"))
-    return live
+    """The routes via the interface that carry reef's protocol number (a dump per family,
+    read without pyroute2's message objects: reef.dataplane.plain_netlink)."""
+    return set(routes_via(index, REEF_ROUTE_PROTO))
 
 
 class RouteSync:

@@ -1,4 +1,5 @@
-"""The three netlink calls the agent's early step makes, with the standard library only.
+"""Netlink calls made with the standard library only: the early step's three, and the
+route dump of a large mesh.
 
 reef.agent.early brings the interface up while the agent's libraries (pyroute2 among
 them) are still loading, so it cannot use reef.dataplane.netlink. It needs only: whether
@@ -6,7 +7,11 @@ the kernel has the ``wireguard`` generic-netlink family, adding an address to a 
 setting a link up (with an MTU). Each is one request and its acknowledgement; the
 messages are packed here by hand (netlink(7), rtnetlink(7), genetlink).
 
-Everything else the agent does on netlink stays with pyroute2 (reef.dataplane.links).
+:func:`routes_via` reads the routes of one interface: at 5000 members there are 5000,
+and pyroute2 makes a message object of ~4 KiB of each (20 MiB at once, which the agent
+kept as resident memory after every periodic resync); read here, a route costs a few
+integers. Everything else the agent does on netlink stays with pyroute2
+(reef.dataplane.links).
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ NETLINK_ROUTE = 0
 NETLINK_GENERIC = 16
 
 _NLMSG_ERROR = 2
+_NLMSG_DONE = 3
+_NLM_F_DUMP = 0x300
 _NLM_F_REQUEST = 0x1
 _NLM_F_ACK = 0x4
 _NLM_F_EXCL = 0x200
@@ -34,6 +41,10 @@ _CTRL_ATTR_FAMILY_NAME = 2
 
 _RTM_NEWLINK = 16
 _RTM_NEWADDR = 20
+_RTM_NEWROUTE = 24
+_RTM_GETROUTE = 26
+_RTA_DST = 1
+_RTA_OIF = 4
 _IFLA_MTU = 4
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
@@ -43,6 +54,11 @@ _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, po
 _IFINFOMSG = struct.Struct("=BxHiII")  # family, type, index, flags, change
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, index
 _GENLMSGHDR = struct.Struct("=BBH")  # command, version, reserved
+# rtmsg: family, destination and source prefix lengths, tos, table, protocol, scope, type,
+# flags
+_RTMSG = struct.Struct("=BBBBBBBBI")
+_ATTRIBUTE = struct.Struct("=HH")  # length, type
+_OIF = struct.Struct("=I")
 _ERROR_CODE = struct.Struct("=i")
 
 
@@ -129,3 +145,73 @@ def set_up(index: int, mtu: int | None = None) -> None:
     attributes = b"" if mtu is None else _attribute(_IFLA_MTU, struct.pack("=I", mtu))
     payload = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, _IFF_UP, _IFF_UP) + attributes
     _request(NETLINK_ROUTE, _RTM_NEWLINK, 0, payload, f"set link {index} up")
+
+
+def routes_via(index: int, protocol: int) -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The destinations of the routes (IPv4 and IPv6, every table) whose output interface
+    is ``index`` and whose protocol number is ``protocol``: one dump per family."""
+    found: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
+    for family in (socket.AF_INET, socket.AF_INET6):
+        for dst, prefix in _dump_routes(family, index, protocol):
+            if family == socket.AF_INET:
+                found.add(ipaddress.IPv4Network((dst or bytes(4), prefix)))
+            else:
+                found.add(ipaddress.IPv6Network((dst or bytes(16), prefix)))
+    return found
+
+
+def _dump_routes(family: int, index: int, protocol: int) -> list[tuple[bytes | None, int]]:
+    """(destination bytes or None for a default route, prefix length) of each match."""
+    sequence = 1
+    payload = _RTMSG.pack(family, 0, 0, 0, 0, 0, 0, 0, 0)
+    request = (
+        _HEADER.pack(
+            _HEADER.size + len(payload), _RTM_GETROUTE, _NLM_F_REQUEST | _NLM_F_DUMP, sequence, 0
+        )
+        + payload
+    )
+    matches: list[tuple[bytes | None, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.settimeout(2.0)  # the kernel answers at once; this only bounds a surprise
+        sock.bind((0, 0))
+        sock.send(request)
+        while True:
+            data = sock.recv(1 << 20)
+            offset = 0
+            while offset + _HEADER.size <= len(data):
+                length, kind, _, reply_sequence, _ = _HEADER.unpack_from(data, offset)
+                if length < _HEADER.size:
+                    raise DataplaneError("route dump: malformed netlink reply")
+                if reply_sequence == sequence:
+                    if kind == _NLMSG_DONE:
+                        return matches
+                    if kind == _NLMSG_ERROR:
+                        (code,) = _ERROR_CODE.unpack_from(data, offset + _HEADER.size)
+                        raise NetlinkAckError("route dump", -code)
+                    if kind == _RTM_NEWROUTE:
+                        match = _route_match(data, offset + _HEADER.size, offset + length, index)
+                        if match is not None and match[2] == protocol:
+                            matches.append((match[0], match[1]))
+                offset += _align(length)
+
+
+def _route_match(
+    data: bytes, start: int, end: int, index: int
+) -> tuple[bytes | None, int, int] | None:
+    """(destination, prefix length, protocol) of the route message in ``data[start:end]``
+    when its output interface is ``index``; else None."""
+    _, prefix, _, _, _, protocol, _, _, _ = _RTMSG.unpack_from(data, start)
+    offset = start + _RTMSG.size
+    destination: bytes | None = None
+    oif: int | None = None
+    while offset + _ATTRIBUTE.size <= end:
+        length, kind = _ATTRIBUTE.unpack_from(data, offset)
+        if length < _ATTRIBUTE.size:
+            break
+        value = offset + _ATTRIBUTE.size
+        if kind == _RTA_DST:
+            destination = bytes(data[value : offset + length])
+        elif kind == _RTA_OIF:
+            (oif,) = _OIF.unpack_from(data, value)
+        offset += _align(length)
+    return (destination, prefix, protocol) if oif == index else None
