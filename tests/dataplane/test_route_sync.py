@@ -1,7 +1,8 @@
 """RouteSync: after one read of the kernel, a change writes only its difference.
 
-A fake rtnetlink socket stands in for the kernel (this is the bookkeeping; the routes
-themselves are checked on real interfaces in test_userspace_mesh and the agent tests).
+A fake rtnetlink socket and route reader stand in for the kernel (this is the
+bookkeeping; the routes themselves are checked on real interfaces in test_userspace_mesh
+and the agent tests).
 """
 
 from __future__ import annotations
@@ -38,15 +39,11 @@ class FakeKernel:
             for text in self.addresses
         ]
 
-    def get_routes(self, family: int, oif: int, proto: int) -> list[dict[str, Any]]:
+    def routes_via(self, index: int, proto: int) -> set[IPNetwork]:
+        """What plain_netlink.routes_via reads: a dump per family (AF_INET, AF_INET6)."""
         assert proto == REEF_ROUTE_PROTO
-        self.calls.append(f"dump routes {family}")
-        version = 4 if family == 2 else 6
-        return [
-            _Message(RTA_DST=str(net.network_address), dst_len=net.prefixlen)
-            for net in sorted(self.routes, key=str)
-            if net.version == version
-        ]
+        self.calls += ["dump routes 2", "dump routes 10"]
+        return set(self.routes)
 
     def route(self, command: str, dst: str, oif: int, proto: int, scope: int) -> None:
         net = ipaddress.ip_network(dst)
@@ -72,14 +69,14 @@ def sync(routes: RouteSync, kernel: FakeKernel, wanted: list[IPNetwork]) -> list
 
 def test_the_first_sync_reads_the_kernel_and_removes_stale_routes() -> None:
     kernel = FakeKernel(nets("10.0.0.9/32", "fd00::9/128"), ["10.0.0.1/32"])
-    calls = sync(RouteSync(), kernel, nets("10.0.0.2/32"))
+    calls = sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.2/32"))
     assert calls[:3] == ["dump addresses", "dump routes 2", "dump routes 10"]
     assert kernel.routes == set(nets("10.0.0.2/32"))
 
 
 def test_a_joining_peer_costs_one_route_write_and_no_dump() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync()
+    routes = RouteSync(kernel.routes_via)
     members = nets(*(f"10.0.0.{n}/32" for n in range(2, 30)))
     sync(routes, kernel, members)
     calls = sync(routes, kernel, [*members, *nets("10.0.0.30/32")])
@@ -92,13 +89,13 @@ def test_a_joining_peer_costs_one_route_write_and_no_dump() -> None:
 
 def test_networks_already_on_link_get_no_route() -> None:
     kernel = FakeKernel([], ["10.0.0.1/24"])
-    sync(RouteSync(), kernel, nets("10.0.0.5/32", "10.1.0.0/16"))
+    sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.5/32", "10.1.0.0/16"))
     assert kernel.routes == set(nets("10.1.0.0/16"))
 
 
 def test_forget_makes_the_next_sync_read_the_kernel_again() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync()
+    routes = RouteSync(kernel.routes_via)
     sync(routes, kernel, nets("10.0.0.2/32"))
     kernel.routes.clear()  # someone flushed the routes behind our back
     assert sync(routes, kernel, nets("10.0.0.2/32")) == []  # memory trusts itself
@@ -111,7 +108,7 @@ def test_forget_makes_the_next_sync_read_the_kernel_again() -> None:
 
 def test_a_new_interface_index_is_read_afresh() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync()
+    routes = RouteSync(kernel.routes_via)
     sync(routes, kernel, nets("10.0.0.2/32"))
     kernel.calls.clear()
     routes.sync(kernel, INDEX + 1, nets("10.0.0.2/32"))
@@ -120,7 +117,7 @@ def test_a_new_interface_index_is_read_afresh() -> None:
 
 def test_a_route_removed_behind_our_back_is_reread_not_fatal() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync()
+    routes = RouteSync(kernel.routes_via)
     sync(routes, kernel, nets("10.0.0.2/32", "10.0.0.3/32"))
     kernel.routes.discard(ipaddress.ip_network("10.0.0.2/32"))
     calls = sync(routes, kernel, nets("10.0.0.3/32", "10.0.0.4/32"))
@@ -138,4 +135,4 @@ def test_an_error_that_persists_after_the_reread_is_raised() -> None:
 
     kernel.route = refuse  # type: ignore[method-assign]
     with pytest.raises(NetlinkError):
-        sync(RouteSync(), kernel, nets("10.0.0.2/32"))
+        sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.2/32"))
