@@ -68,6 +68,13 @@ def reconciles(monkeypatch: pytest.MonkeyPatch) -> Reconciles:
     return stand_in
 
 
+async def _one_running_one_waiting(events: AgentEvents, reconciles: Reconciles) -> None:
+    """Object "a": the reconcile of its version 1 running, version 2 waiting behind it."""
+    events.changed("ADDED", _agent("a", "1"))
+    await reconciles.started.wait()
+    events.changed("MODIFIED", _agent("a", "2"))
+
+
 async def _settle(events: AgentEvents) -> None:
     """Let every reconcile the events started run to its end."""
     while events._tasks:
@@ -79,9 +86,7 @@ def test_an_event_during_a_reconcile_waits_and_only_the_newest_runs(
 ) -> None:
     async def scenario() -> None:
         events = AgentEvents(FakeContext())  # type: ignore[arg-type]
-        events.changed("ADDED", _agent("a", "1"))
-        await reconciles.started.wait()
-        events.changed("MODIFIED", _agent("a", "2"))
+        await _one_running_one_waiting(events, reconciles)
         events.changed("MODIFIED", _agent("a", "3"))
         assert reconciles.calls == [("a", "1")]  # one at a time per object
         reconciles.release.set()
@@ -110,9 +115,7 @@ def test_a_settled_event_drops_the_waiting_one_and_is_only_counted(
     async def scenario() -> None:
         context = FakeContext()
         events = AgentEvents(context)  # type: ignore[arg-type]
-        events.changed("ADDED", _agent("a", "1"))
-        await reconciles.started.wait()
-        events.changed("MODIFIED", _agent("a", "2"))  # stale: written before the address
+        await _one_running_one_waiting(events, reconciles)  # "2": before the address
         allocated = _agent("a", "3", addresses=("100.64.0.1",), ready=True)
         assert settled(allocated)
         events.settled(member_state(allocated))
@@ -131,9 +134,7 @@ def test_a_deleted_object_is_forgotten_and_its_waiting_event_dropped(
     async def scenario() -> None:
         context = FakeContext()
         events = AgentEvents(context)  # type: ignore[arg-type]
-        events.changed("ADDED", _agent("a", "1"))
-        await reconciles.started.wait()
-        events.changed("MODIFIED", _agent("a", "2"))
+        await _one_running_one_waiting(events, reconciles)
         events.changed("DELETED", _agent("a", "3"))
         reconciles.release.set()
         await _settle(events)
