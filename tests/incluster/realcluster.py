@@ -100,6 +100,14 @@ class RealCluster:
     def pings(self, node: str, address: str) -> bool:
         return self.on_node(node, "ping", "-c", "1", "-W", "2", address).returncode == 0
 
+    def dataplane_dump(self, node: str) -> str:
+        """What a failed ping needs explained: the node's addresses, routes and peers."""
+        parts = []
+        for cmd in (("ip", "-4", "addr"), ("ip", "-4", "route"), ("wg", "show", "all", "dump")):
+            done = self.on_node(node, *cmd)
+            parts.append(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}")
+        return f"--- {node}\n" + "\n".join(parts)
+
     # -- the release ---------------------------------------------------------------------
 
     def image_values(self) -> list[str]:

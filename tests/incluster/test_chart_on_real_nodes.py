@@ -64,7 +64,9 @@ def _assert_all_pairs_ping(cluster: RealCluster, agents: dict[str, Body], nodes:
         for source, target in itertools.permutations(nodes, 2)
         if not cluster.pings(source, _mesh_address(agents[target]))
     ]
-    assert not failures, f"no ping over the mesh: {failures}"
+    if failures:
+        dumps = "\n".join(cluster.dataplane_dump(node) for node in nodes)
+        pytest.fail(f"no ping over the mesh: {failures}\n{dumps}")
 
 
 def test_helm_install_gives_every_node_a_ready_mesh_member(
