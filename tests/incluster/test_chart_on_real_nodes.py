@@ -144,7 +144,9 @@ def test_a_rolling_upgrade_replaces_every_agent_and_keeps_keys_and_addresses(
     before = _wait_healthy(mesh_api, nodes)
     identity = {n: (b["spec"]["publicKey"], addresses(b)) for n, b in before.items()}
     old_pods = {p["metadata"]["uid"] for p in cluster.pods("agent")}
-    cluster.upgrade("--set", f"agent.podAnnotations.reef\\.test/rollout={secrets.token_hex(4)}")
+    cluster.upgrade(
+        "--set-string", f"agent.podAnnotations.reef\\.test/rollout={secrets.token_hex(4)}"
+    )
     cluster.kubectl(
         "rollout", "status", "-n", NAMESPACE, f"daemonset/{RELEASE}-agent", "--timeout=240s"
     )
