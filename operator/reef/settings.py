@@ -305,7 +305,11 @@ class AgentSettings(KubeSettings):
     )
     resync_seconds: float = setting(300.0, description="Periodic full resync (a backstop only).")
     status_min_interval_seconds: float = setting(
-        10.0, description="Least time between two status writes of unchanged importance."
+        10.0,
+        description=(
+            "Least time between two status writes of unchanged importance (peer counts,"
+            " messages), for up to 50 peers; larger meshes wait in proportion, at most 300 s."
+        ),
     )
     health_check_seconds: float = setting(
         5.0,

@@ -6,7 +6,9 @@ from __future__ import annotations
 from reef.agent.health import Observation
 
 
-def configured_member(healthy: int, total: int, unhealthy: tuple[str, ...] = ()) -> Observation:
+def configured_member(
+    healthy: int, total: int, unhealthy: tuple[str, ...] = (), joining: tuple[str, ...] = ()
+) -> Observation:
     return Observation(
         backend="userspace",
         backend_reason="",
@@ -19,5 +21,6 @@ def configured_member(healthy: int, total: int, unhealthy: tuple[str, ...] = ())
         total=total,
         healthy=healthy,
         unhealthy=unhealthy,
+        joining=joining,
         skipped=(),
     )

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reef.agent import status as status_module
-from reef.agent.health import LivenessTracker, RxTracker, peer_health
+from reef.agent.health import JOINING_GRACE_SECONDS, LivenessTracker, RxTracker, peer_health
 from reef.agent.peers import PeerSetPlan
 from reef.agent.reporting import Reporter
 from reef.agent.status import StatusReporter
@@ -58,8 +58,10 @@ def test_the_tracker_agrees_with_peer_health_over_any_sequence_of_ticks(
     reference, tracker = RxTracker(), LivenessTracker(oldest)
     wall = monotonic = 0
     rx = dict.fromkeys(KEYS, 0)
+    planned_at: float | None = None
     for peers, advance in sequence:
         wall, monotonic = wall + advance, monotonic + advance
+        planned_at = monotonic if planned_at is None else planned_at
         now = EPOCH + wall
         state_peers = {}
         for key, peer in zip(KEYS, peers, strict=True):
@@ -75,14 +77,52 @@ def test_the_tracker_agrees_with_peer_health_over_any_sequence_of_ticks(
             state, names, datetime.fromtimestamp(now, tz=UTC), silence, keepalive
         )
         check = tracker.check(liveness_of(state), names, float(now), float(monotonic), keepalive)
-        assert (check.healthy, check.unhealthy) == expected
+        # The reference knows no grace: what it calls unhealthy, the tracker calls unhealthy
+        # or, if planned less than the grace ago and without a handshake on the device,
+        # joining.
+        young = monotonic - planned_at < JOINING_GRACE_SECONDS
+        joining = tuple(
+            n for n in expected[1] if young and not _handshake(state, _key_of(names, n))
+        )
+        assert (check.healthy, check.joining) == (expected[0], joining)
+        assert check.unhealthy == tuple(n for n in expected[1] if n not in joining)
         stamps = [state.peers[k].last_handshake for k in names if k in state.peers]
         ages = [now - stamp.timestamp() for stamp in stamps if stamp is not None]
         assert sorted(check.oldest.values()) == sorted(heapq.nlargest(oldest, ages))
 
 
-def test_a_new_plan_of_peers_is_picked_up_and_a_peer_leaving_the_device_is_forgotten() -> None:
+def _handshake(state: DeviceState, key: Key) -> datetime | None:
+    peer = state.peers.get(key)
+    return peer.last_handshake if peer is not None else None
+
+
+def _key_of(names: dict[Key, str], name: str) -> Key:
+    (key,) = (k for k, n in names.items() if n == name)
+    return key
+
+
+def test_a_new_peer_without_a_handshake_is_joining_for_the_grace_then_unhealthy() -> None:
     tracker = LivenessTracker()
+    a, b = KEYS[0].raw, KEYS[1].raw
+    only_a = {KEYS[0]: "a"}
+    both = {KEYS[0]: "a", KEYS[1]: "b"}
+    assert tracker.check({a: (EPOCH, 1)}, only_a, EPOCH, 0.0).healthy == 1
+    # b planned at t=100: not on the device yet, then there without a handshake
+    check = tracker.check({a: (EPOCH, 1)}, both, EPOCH, 100.0)
+    assert (check.healthy, check.unhealthy, check.joining) == (1, (), ("b",))
+    check = tracker.check({a: (EPOCH, 1), b: (0.0, 0)}, both, EPOCH, 129.0)
+    assert (check.healthy, check.unhealthy, check.joining) == (1, (), ("b",))
+    # the grace is counted from when b was planned, not from a new mapping of the same peers
+    check = tracker.check({a: (EPOCH, 1), b: (0.0, 0)}, dict(both), EPOCH, 130.0)
+    assert (check.healthy, check.unhealthy, check.joining) == (1, ("b",), ())
+    # a peer that once handshaked and went stale is unhealthy at once, never joining
+    fresh = LivenessTracker()
+    check = fresh.check({a: (EPOCH - 181, 1)}, only_a, EPOCH, 0.0)
+    assert (check.unhealthy, check.joining) == (("a",), ())
+
+
+def test_a_new_plan_of_peers_is_picked_up_and_a_peer_leaving_the_device_is_forgotten() -> None:
+    tracker = LivenessTracker(joining_grace=0)  # the rx counters alone, no joining peers
     a, b = KEYS[0].raw, KEYS[1].raw
     live: PeerLiveness = {a: (EPOCH, 7), b: (EPOCH, 7)}
     assert tracker.check(live, {KEYS[0]: "a"}, EPOCH, 0.0, 1).healthy == 1
@@ -117,13 +157,13 @@ class _Device:
 
     def __init__(self) -> None:
         self.reads = 0
-        self.never: set[bytes] = set()  # peers that never completed a handshake
+        self.stale: set[bytes] = set()  # peers whose last handshake is 1000 s old
 
     async def read_liveness(self) -> PeerLiveness:
         self.reads += 1
         now = datetime.now(UTC).timestamp()
         return {
-            key.raw: (0.0 if key.raw in self.never else now - self.reads, self.reads)
+            key.raw: (now - (1000 if key.raw in self.stale else self.reads), self.reads)
             for key in KEYS
         }
 
@@ -174,7 +214,7 @@ def test_health_ticks_with_nothing_changed_write_no_status_and_a_dead_peer_is_wr
     for _ in range(5):
         asyncio.run(tick())
     assert (kube.writes, status.due_at, device.reads) == (1, None, 6)
-    device.never.add(KEYS[3].raw)  # PeersHealthy flips: urgent, written at once
+    device.stale.add(KEYS[3].raw)  # PeersHealthy flips: urgent, written at once
     asyncio.run(tick())
     assert kube.writes == 2
     assert kube.body["status"]["dataplane"]["unreachable"] == ["p3"]

@@ -95,3 +95,19 @@ def test_peers_healthy_is_false_and_names_them_when_any_peer_is_not_alive() -> N
 def test_all_peers_alive_is_handshakes_recent() -> None:
     _, peers, _ = conditions(configured_member(2, 2))
     assert (peers.status, peers.reason) == ("True", "HandshakesRecent")
+
+
+def test_peers_joining_keep_peers_healthy_true_and_a_new_node_is_not_isolated() -> None:
+    # a node joined: the others have it planned, no handshake yet (within the grace)
+    _, peers, ready = conditions(configured_member(2, 3, joining=("c",)))
+    assert (peers.status, peers.reason) == ("True", "PeersJoining")
+    assert peers.message.endswith(": c")
+    assert (ready.status, ready.reason) == ("True", "Ready")
+    # the new node itself: every peer joining is not "isolated" (yet)
+    _, peers, ready = conditions(configured_member(0, 3, joining=("a", "b", "c")))
+    assert (peers.status, ready.status) == ("True", "True")
+    # joining beside a dead peer: the dead one decides
+    _, peers, ready = conditions(configured_member(0, 3, ("a",), joining=("b", "c")))
+    assert (peers.status, peers.reason) == ("False", "HandshakesMissing")
+    assert peers.message.startswith("1 of 3 peer(s)")
+    assert (ready.status, ready.reason) == ("False", "Isolated")

@@ -11,7 +11,7 @@ import pytest
 
 from reef.agent import status as status_module
 from reef.agent.health import Observation
-from reef.agent.status import StatusReporter
+from reef.agent.status import MAX_COALESCED_SECONDS, SMALL_MESH, StatusReporter, coalescing_interval
 from tests.support.observations import configured_member
 
 INTERVAL = 30.0
@@ -142,3 +142,24 @@ def test_a_status_equal_to_the_objects_is_never_written_and_cancels_a_pending_on
     clock.now += 2 * INTERVAL
     report(status, kube, healthy(4))
     assert len(kube.writes) == 1
+
+
+def test_the_coalescing_interval_grows_with_the_mesh_beyond_a_small_one() -> None:
+    assert coalescing_interval(10.0, 0) == coalescing_interval(10.0, SMALL_MESH) == 10.0
+    assert coalescing_interval(10.0, 4 * SMALL_MESH) == 40.0
+    assert coalescing_interval(10.0, 5000) == MAX_COALESCED_SECONDS
+    assert coalescing_interval(600.0, 5000) == 600.0  # never below the configured interval
+
+
+def test_in_a_large_mesh_count_changes_wait_longer_and_a_flip_still_goes_at_once(
+    clock: Clock,
+) -> None:
+    kube, status = reporter()
+    peers = 10 * SMALL_MESH
+    report(status, kube, healthy(peers - 1, peers))
+    clock.now += INTERVAL  # the small-mesh interval has passed: not enough at this size
+    report(status, kube, healthy(peers - 2, peers))
+    assert len(kube.writes) == 1
+    assert status.due_at == 1000.0 + coalescing_interval(INTERVAL, peers)
+    report(status, kube, healthy(0, peers))  # isolated: Ready flips, written at once
+    assert len(kube.writes) == 2

@@ -13,6 +13,10 @@ Conditions the agent owns (the operator owns ``Allocated``):
   when the network sets ``persistentKeepalive`` K, something arrived from it within
   3·K + 5 s (a live peer sends at least a keepalive every K s; this notices a dead
   peer in seconds instead of minutes). With zero peers: True, reason ``NoPeers``.
+  A peer planned less than :data:`JOINING_GRACE_SECONDS` ago that has not completed a
+  handshake yet is *joining*, not dead: it keeps PeersHealthy True (reason
+  ``PeersJoining``). Without that grace a node joining a mesh of N flipped PeersHealthy
+  to False and back on every other node: 2·N urgent status writes per join.
   The message names the peers that are not alive; ``status.dataplane.unreachable``
   lists them (at most :data:`UNREACHABLE_LISTED`) for the operator, which counts,
   per member, how many others cannot reach it (MeshNetwork ``MembersReachable``).
@@ -41,6 +45,9 @@ HANDSHAKE_HEALTHY = timedelta(seconds=180)
 #: Keepalive intervals without any received byte after which a peer counts as dead.
 SILENT_KEEPALIVES = 3
 SILENCE_SLACK_SECONDS = 5.0
+#: A new peer without a handshake is "joining" this long (WireGuard retries a handshake
+#: every 5 s; a persistent keepalive starts one as soon as the peer is configured).
+JOINING_GRACE_SECONDS = 30.0
 #: Names of unreachable peers put into status.dataplane.unreachable (bounded writes).
 UNREACHABLE_LISTED = 16
 
@@ -80,6 +87,8 @@ class Observation:
     unhealthy: tuple[str, ...]
     skipped: tuple[SkippedPeer, ...]
     self_problem: str | None = None
+    #: Peers planned less than JOINING_GRACE_SECONDS ago, no handshake yet (not unhealthy).
+    joining: tuple[str, ...] = ()
     refused_routes: tuple[str, ...] = ()
     #: Reason of Configured=False when configure_error is set (e.g. PortInUse).
     configure_reason: str = "ConfigurationFailed"
@@ -144,6 +153,8 @@ class HealthCheck:
     healthy: int
     unhealthy: tuple[str, ...]
     oldest: dict[str, float]
+    #: Not healthy yet, not unhealthy either: planned within the grace, never handshaked.
+    joining: tuple[str, ...] = ()
 
 
 class LivenessTracker:
@@ -159,10 +170,12 @@ class LivenessTracker:
     changing, nothing is allocated per peer that outlives the check.
     """
 
-    def __init__(self, oldest: int = 10) -> None:
+    def __init__(self, oldest: int = 10, joining_grace: float = JOINING_GRACE_SECONDS) -> None:
         self._limit = oldest
+        self._joining_grace = joining_grace
         self._names: Mapping[Key, str] | None = None
         self._by_raw: dict[bytes, str] = {}
+        self._planned: dict[bytes, float] = {}  # monotonic time each peer was first planned
         self._rx: dict[bytes, int] = {}  # last rx count seen, per device peer
         self._since: dict[bytes, float] = {}  # monotonic time it last changed
 
@@ -178,6 +191,8 @@ class LivenessTracker:
         if names is not self._names:  # the planner hands out a new mapping on a change
             self._names = names
             self._by_raw = {key.raw: name for key, name in names.items()}
+            planned = self._planned
+            self._planned = {raw: planned.get(raw, monotonic_now) for raw in self._by_raw}
         rx_seen, since, by_raw = self._rx, self._since, self._by_raw
         if rx_seen.keys() != live.keys():  # peers left the device: their counters go
             for gone in [raw for raw in rx_seen if raw not in live]:
@@ -188,7 +203,7 @@ class LivenessTracker:
             if keepalive
             else float("-inf")
         )
-        unhealthy: list[str] = []
+        unhealthy: list[bytes] = []
         stamps: list[float] = []
         stamped: list[str] = []
         healthy = 0
@@ -205,12 +220,19 @@ class LivenessTracker:
             if handshake and handshake >= recent_after and since[raw] >= heard_after:
                 healthy += 1
             else:
-                unhealthy.append(name)
+                unhealthy.append(raw)
         if healthy + len(unhealthy) < len(by_raw):  # planned peers the device lacks
-            unhealthy.extend(by_raw[raw] for raw in by_raw.keys() - live.keys())
+            unhealthy.extend(by_raw.keys() - live.keys())
         chosen = heapq.nsmallest(self._limit, range(len(stamps)), key=stamps.__getitem__)
         oldest = {stamped[i]: wall_now - stamps[i] for i in chosen}
-        return HealthCheck(healthy, tuple(sorted(unhealthy)), oldest)
+        # Usually none are unhealthy: this pass is over the few that are.
+        planned_after = monotonic_now - self._joining_grace
+        dead: list[str] = []
+        joining: list[str] = []
+        for raw in unhealthy:
+            never = not (live.get(raw) or (0.0, 0))[0]
+            (joining if never and self._planned[raw] > planned_after else dead).append(by_raw[raw])
+        return HealthCheck(healthy, tuple(sorted(dead)), oldest, tuple(sorted(joining)))
 
 
 def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
@@ -256,19 +278,28 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
             "HandshakesRecent",
             f"all {o.total} peer(s) completed a handshake within 180 s",
         )
+    elif not o.unhealthy:  # the rest are joining
+        peers = ConditionValue(
+            PEERS_HEALTHY,
+            CONDITION_TRUE,
+            "PeersJoining",
+            f"{o.healthy} of {o.total} peer(s) completed a handshake within 180 s; joined"
+            f" less than {JOINING_GRACE_SECONDS:.0f} s ago, no handshake yet: "
+            + _listing(list(o.joining)),
+        )
     else:
         peers = ConditionValue(
             PEERS_HEALTHY,
             CONDITION_FALSE,
             "HandshakesMissing",
-            f"{o.total - o.healthy} of {o.total} peer(s) without a handshake in 180 s: "
+            f"{len(o.unhealthy)} of {o.total} peer(s) without a handshake in 180 s: "
             + _listing(list(o.unhealthy)),
         )
     if not o.allocated:
         ready = ConditionValue(READY, CONDITION_FALSE, "NotAllocated", "no permanent address yet")
     elif configured.status != CONDITION_TRUE:
         ready = ConditionValue(READY, CONDITION_FALSE, "NotConfigured", configured.message)
-    elif o.total > 0 and o.healthy == 0:
+    elif o.unhealthy and o.healthy == 0:  # joining peers alone say nothing yet
         ready = ConditionValue(
             READY,
             CONDITION_FALSE,
@@ -285,8 +316,9 @@ def conditions(observation: Observation) -> tuple[ConditionValue, ...]:
             + _listing(list(o.unhealthy)),
         )
     else:
+        handshaking = "every peer handshaking" if not o.joining else "no peer unreachable"
         ready = ConditionValue(
-            READY, CONDITION_TRUE, "Ready", "allocated, configured, every peer handshaking"
+            READY, CONDITION_TRUE, "Ready", f"allocated, configured, {handshaking}"
         )
     return configured, peers, ready
 

@@ -105,6 +105,7 @@ class Reporter:
     ) -> None:
         total = healthy = 0
         unhealthy: tuple[str, ...] = ()
+        joining: tuple[str, ...] = ()
         if config.configured:
             # Every health tick comes here with N peers: one cheap device read and one
             # pass (health.LivenessTracker); only the few oldest ages reach the metrics.
@@ -117,7 +118,7 @@ class Reporter:
                 time.monotonic(),
                 network.spec.persistent_keepalive if network is not None else 0,
             )
-            healthy, unhealthy = check.healthy, check.unhealthy
+            healthy, unhealthy, joining = check.healthy, check.unhealthy, check.joining
             total = len(plan.names)
             self._handshake_ages.update(check.oldest)
         metrics.AGENT_PEERS.set(total)
@@ -143,6 +144,7 @@ class Reporter:
             total=total,
             healthy=healthy,
             unhealthy=unhealthy,
+            joining=joining,
             skipped=plan.skipped,
             self_problem=plan.self_problem,
             refused_routes=plan.refused_routes,

@@ -7,9 +7,17 @@ is neither sent nor overwritten, and no read-modify-write (nor its 409 retries) 
 
 Rate limit (thousands of nodes must not flood the API): a write is *urgent* when a
 condition's status flips or the first report is missing — it goes out at once. Other
-differences (peer counts, messages) go out at most once per
-``REEF_STATUS_MIN_INTERVAL_SECONDS``; the agent loop wakes at :attr:`StatusReporter.due_at`
-and reports again. A status equal to the one on the object is never written.
+differences (peer counts, messages) are coalesced; the agent loop wakes at
+:attr:`StatusReporter.due_at` and reports again. A status equal to the one on the object is
+never written.
+
+How long they are coalesced grows with the mesh (:func:`coalescing_interval`): a member
+joining changes every node's peer count, so with a fixed interval a join cost N writes
+within that interval, each delivered to every watcher — 40 000 watch events per join at
+200 members (docs/benchmarks.md). Up to :data:`SMALL_MESH` peers the interval is
+``REEF_STATUS_MIN_INTERVAL_SECONDS``; beyond, it grows in proportion, so the whole mesh's
+coalesced writes stay at ``SMALL_MESH / min_interval`` per second (5/s by default), up to
+:data:`MAX_COALESCED_SECONDS` (the kubelet's own node status report period).
 """
 
 from __future__ import annotations
@@ -30,11 +38,22 @@ log = logging.getLogger(__name__)
 Body = dict[str, Any]
 
 
+SMALL_MESH = 50
+MAX_COALESCED_SECONDS = 300.0
+
+
+def coalescing_interval(min_interval: float, peers: int) -> float:
+    """Least seconds between two non-urgent status writes of a node with ``peers`` peers."""
+    scaled = min(min_interval * peers / SMALL_MESH, MAX_COALESCED_SECONDS)
+    return max(min_interval, scaled)
+
+
 class StatusReporter:
     def __init__(self, kube: Kube, name: str, min_interval: float) -> None:
         self._kube = kube
         self._name = name
         self._min_interval = min_interval
+        self._interval = min_interval  # for the mesh size last seen
         self._last_write = float("-inf")
         self._pending: Observation | None = None
 
@@ -43,7 +62,7 @@ class StatusReporter:
         """Monotonic time at which a coalesced write may go out; None if none waits."""
         if self._pending is None:
             return None
-        return self._last_write + self._min_interval
+        return self._last_write + self._interval
 
     async def report(
         self, body: Body, observation: Observation, *, now: bool = False
@@ -57,7 +76,8 @@ class StatusReporter:
         if not decision.needed:
             self._pending = None
             return None
-        limited = time.monotonic() < self._last_write + self._min_interval
+        self._interval = coalescing_interval(self._min_interval, observation.total)
+        limited = time.monotonic() < self._last_write + self._interval
         if not (decision.urgent or now) and limited:
             self._pending = observation
             return None
