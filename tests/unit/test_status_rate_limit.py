@@ -4,6 +4,7 @@ and the last state always written (nothing lost). Fake API, fake monotonic clock
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 from typing import Any
 
@@ -11,7 +12,13 @@ import pytest
 
 from reef.agent import status as status_module
 from reef.agent.health import Observation
-from reef.agent.status import MAX_COALESCED_SECONDS, SMALL_MESH, StatusReporter, coalescing_interval
+from reef.agent.status import (
+    MAX_COALESCED_SECONDS,
+    SMALL_MESH,
+    StatusReporter,
+    coalescing_interval,
+    phase_of,
+)
 from tests.support.observations import configured_member
 
 INTERVAL = 30.0
@@ -160,6 +167,40 @@ def test_in_a_large_mesh_count_changes_wait_longer_and_a_flip_still_goes_at_once
     clock.now += INTERVAL  # the small-mesh interval has passed: not enough at this size
     report(status, kube, healthy(peers - 2, peers))
     assert len(kube.writes) == 1
-    assert status.due_at == 1000.0 + coalescing_interval(INTERVAL, peers)
+    interval = coalescing_interval(INTERVAL, peers)
+    assert status.due_at == max(1000.0 + interval, clock.now + phase_of("n1") * interval)
     report(status, kube, healthy(0, peers))  # isolated: Ready flips, written at once
     assert len(kube.writes) == 2
+
+
+def test_after_a_quiet_spell_large_mesh_nodes_spread_their_first_change_over_the_interval(
+    clock: Clock,
+) -> None:
+    peers = 10 * SMALL_MESH
+    interval = coalescing_interval(INTERVAL, peers)
+    dues = []
+    for index in range(500):
+        kube = FakeKube()
+        status = StatusReporter(kube, f"node-{index}", INTERVAL)  # type: ignore[arg-type]
+        clock.now = 1000.0
+        report(status, kube, healthy(peers - 1, peers))  # the first report: at once
+        clock.now = 10_000.0  # long quiet; then a member joins everywhere at once
+        report(status, kube, healthy(peers - 1, peers + 1))
+        assert len(kube.writes) == 1
+        assert status.due_at is not None
+        dues.append(status.due_at - clock.now)
+        clock.now = status.due_at
+        report(status, kube, healthy(peers, peers + 1))  # its phase came: the latest goes
+        assert [peers_in(w) for w in kube.writes][-1] == f"{peers}/{peers + 1}"
+    # evenly spread: every tenth of the interval has its share (50 expected in each)
+    tenths = collections.Counter(int(10 * due / interval) for due in dues)
+    assert sorted(tenths) == list(range(10))
+    assert min(tenths.values()) >= 25
+
+
+def test_a_small_mesh_writes_its_first_change_after_a_quiet_spell_at_once(clock: Clock) -> None:
+    kube, status = reporter()
+    report(status, kube, healthy(4))
+    clock.now += 10 * INTERVAL
+    report(status, kube, healthy(3))
+    assert [peers_in(w) for w in kube.writes] == ["4/5", "3/5"]

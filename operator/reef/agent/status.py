@@ -17,13 +17,18 @@ within that interval, each delivered to every watcher — 40 000 watch events pe
 200 members (docs/benchmarks.md). Up to :data:`SMALL_MESH` peers the interval is
 ``REEF_STATUS_MIN_INTERVAL_SECONDS``; beyond, it grows in proportion, so the whole mesh's
 coalesced writes stay at ``SMALL_MESH / min_interval`` per second (5/s by default), up to
-:data:`MAX_COALESCED_SECONDS` (the kubelet's own node status report period).
+:data:`MAX_COALESCED_SECONDS` (the kubelet's own node status report period). An interval
+alone would not do it: after a quiet spell every node's first change is due at once, so
+a join still meant N writes in the same second. In a larger mesh a node's first
+non-urgent change therefore waits until its own phase of the interval (from a hash of
+its name, so the nodes spread evenly over it and each keeps its place).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,21 +53,27 @@ def coalescing_interval(min_interval: float, peers: int) -> float:
     return max(min_interval, scaled)
 
 
+def phase_of(name: str) -> float:
+    """Where in any interval this node's coalesced writes fall, in [0, 1)."""
+    return zlib.crc32(name.encode()) / 2**32
+
+
 class StatusReporter:
     def __init__(self, kube: Kube, name: str, min_interval: float) -> None:
         self._kube = kube
         self._name = name
         self._min_interval = min_interval
-        self._interval = min_interval  # for the mesh size last seen
+        self._phase = phase_of(name)
         self._last_write = float("-inf")
         self._pending: Observation | None = None
+        self._due = float("-inf")
 
     @property
     def due_at(self) -> float | None:
         """Monotonic time at which a coalesced write may go out; None if none waits."""
         if self._pending is None:
             return None
-        return self._last_write + self._interval
+        return self._due
 
     async def report(
         self, body: Body, observation: Observation, *, now: bool = False
@@ -76,11 +87,16 @@ class StatusReporter:
         if not decision.needed:
             self._pending = None
             return None
-        self._interval = coalescing_interval(self._min_interval, observation.total)
-        limited = time.monotonic() < self._last_write + self._interval
-        if not (decision.urgent or now) and limited:
-            self._pending = observation
-            return None
+        if not (decision.urgent or now):
+            clock = time.monotonic()
+            interval = coalescing_interval(self._min_interval, observation.total)
+            if self._pending is None:  # the first change since the last write
+                spread = self._phase * interval if observation.total > SMALL_MESH else 0.0
+                self._due = clock + spread
+            self._due = max(self._due, self._last_write + interval)
+            if clock < self._due:
+                self._pending = observation
+                return None
         return await self._write(body, wanted, block)
 
     async def _write(
