@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reef.dataplane import DeviceState, Endpoint, InvalidKeyError, Key, PeerPlan, PeerSpec
-from reef.dataplane.diff import PeerUpdate
+from reef.dataplane.diff import PeerUpdate, _differs, diff_peers
 from reef.dataplane.spec import PeerState, liveness_of
 from reef.dataplane.uapi import (
     SET_CHUNK_BYTES,
@@ -23,6 +23,7 @@ from reef.dataplane.uapi import (
     decode_device,
     decode_device_answer,
     decode_liveness,
+    decode_peer_configs,
     decode_response,
     device_lines,
     encode_set,
@@ -313,3 +314,58 @@ def test_a_set_request_in_pieces_is_the_request_whole(lines: list[str]) -> None:
     assert b"".join(pieces) == encode_set(lines)
     # pieces stay near their size: a line longer than that is a piece of its own
     assert all(len(p) < SET_CHUNK_BYTES + 70_002 for p in pieces)
+
+
+# --- the resync's read: decode_peer_configs ---------------------------------------------
+
+
+def _desired_from(state: DeviceState, choices: list[int], extra: list[PeerState]) -> list[PeerSpec]:
+    """Specs for some of the device's peers — as they are (0), with another keepalive (1),
+    another endpoint or none (2), other allowed IPs (3), or left out (4) — and new ones."""
+    desired = []
+    for peer, choice in zip(state.peers.values(), choices, strict=False):
+        if choice == 4:
+            continue
+        endpoint = peer.endpoint
+        if choice == 2:
+            endpoint = None if endpoint is not None else Endpoint.parse("192.0.2.1:51820")
+        desired.append(
+            PeerSpec(
+                peer.public_key,
+                peer.allowed_ips[1:] if choice == 3 else peer.allowed_ips,
+                endpoint,
+                (peer.persistent_keepalive + 1) % 65536
+                if choice == 1
+                else peer.persistent_keepalive,
+            )
+        )
+    return desired + [PeerSpec(p.public_key, p.allowed_ips, p.endpoint) for p in extra]
+
+
+@given(
+    st.lists(peer_states, max_size=6, unique_by=lambda p: p.public_key),
+    st.lists(st.integers(0, 4), min_size=6, max_size=6),
+    st.lists(peer_states, max_size=2, unique_by=lambda p: p.public_key),
+)
+def test_peer_configs_diff_exactly_as_the_whole_decode_and_keep_matching_specs(
+    peers: list[PeerState], choices: list[int], extra: list[PeerState]
+) -> None:
+    state = DeviceState(listen_port=51820, peers={p.public_key: p for p in peers})
+    desired = _desired_from(state, choices, [p for p in extra if p.public_key not in state.peers])
+    answer = encode_device_state(state, Key(bytes([9]) * 32))
+    expected = {spec.public_key.raw: spec for spec in desired}
+    configs = decode_peer_configs(answer, expected)
+    assert list(configs) == list(state.peers)
+    assert diff_peers(desired, configs) == diff_peers(desired, decode_device_answer(answer).peers)
+    # a peer the device holds as specified (with an endpoint) is the spec itself, not a copy
+    for spec in desired:
+        live = state.peers.get(spec.public_key)
+        same = live is not None and spec.endpoint is not None and not _differs(spec, live)
+        assert (configs.get(spec.public_key) is spec) == same
+
+
+def test_peer_configs_refuse_a_malformed_key_and_a_failed_answer() -> None:
+    with pytest.raises(UapiError):
+        decode_peer_configs(b"listen_port=1\npublic_key=zz\nerrno=0\n\n", {})
+    with pytest.raises(UapiError):
+        decode_peer_configs(b"listen_port=1\nerrno=-22\n\n", {})

@@ -89,13 +89,16 @@ class KnownPeers:
     with the plan); :meth:`forget` makes the next diff read it again: after an error,
     and on every (re)configuration, which the agent's periodic resync also runs — the
     backstop for anything changed behind our back (a hand-made ``wg set``, a peer's
-    endpoint roaming away from the one we set).
+    endpoint roaming away from the one we set). The userspace backend's read compares
+    the device with the desired specs and keeps those specs for the peers that match
+    (:func:`reef.dataplane.uapi.decode_peer_configs`), so a resync allocates nothing per
+    peer that is as it was written.
     """
 
     def __init__(self) -> None:
         self._peers: dict[Key, PeerConfig] | None = None
 
-    def get(self, read: Callable[[], Mapping[Key, PeerState]]) -> Mapping[Key, PeerConfig]:
+    def get(self, read: Callable[[], Mapping[Key, PeerConfig]]) -> Mapping[Key, PeerConfig]:
         """The known peers; ``read`` (the device's report) when nothing is known."""
         if self._peers is None:
             self._peers = dict(read())

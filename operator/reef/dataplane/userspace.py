@@ -23,7 +23,8 @@ from pathlib import Path
 from reef.dataplane import links, uapi
 from reef.dataplane import wireguard_go as go_process
 from reef.dataplane.base import BackendKind, DataplaneError
-from reef.dataplane.diff import KnownPeers, PeerPlan, diff_peers
+from reef.dataplane.diff import KnownPeers, PeerConfig, PeerPlan, diff_peers
+from reef.dataplane.keys import Key
 from reef.dataplane.netlink import IPRoute
 from reef.dataplane.spec import DeviceSpec, DeviceState, PeerLiveness, PeerSpec
 from reef.dataplane.waiting import wait_for_exit
@@ -139,7 +140,7 @@ class UserspaceBackend:
             self.apply_peers(spec.peers)
 
     def apply_peers(self, desired: Sequence[PeerSpec]) -> PeerPlan:
-        plan = diff_peers(desired, self.known.get(lambda: self.read_state().peers))
+        plan = diff_peers(desired, self.known.get(lambda: self._read_against(desired)))
         if not plan.empty:
             pieces = uapi.set_request_chunks(uapi.iter_plan_lines(plan))
             try:
@@ -151,6 +152,11 @@ class UserspaceBackend:
         index = links.require_index(self.ipr, self.ifname)
         self.routes.sync(self.ipr, index, (net for peer in desired for net in peer.allowed_ips))
         return plan
+
+    def _read_against(self, desired: Sequence[PeerSpec]) -> dict[Key, PeerConfig]:
+        """The device's peers for a diff with ``desired``, decoding only those that differ."""
+        expected = {peer.public_key.raw: peer for peer in desired}
+        return uapi.decode_peer_configs(self.exchange(uapi.GET_REQUEST), expected)
 
     def read_state(self) -> DeviceState:
         return uapi.decode_device_answer(self.exchange(uapi.GET_REQUEST))
