@@ -74,7 +74,8 @@ class MemoryDevice:
         self.routed: dict[str, float] = {}
         self._state: DeviceState | None = None
         self._liveness: dict[bytes, tuple[float, int]] = {}
-        self._state_at = float("-inf")
+        self._rekeyed_at = time.monotonic()
+        self._handshake = datetime.now(UTC).timestamp()
         self._rx = 0
 
     async def open(self, override: Any = None) -> BackendChoice:
@@ -91,15 +92,26 @@ class MemoryDevice:
             self._set_peers(spec.peers)
 
     async def apply_peers(self, peers: Sequence[PeerSpec]) -> PeerPlan:
-        plan = diff_peers(peers, self._live())
-        self._set_peers(peers)
+        # As the userspace backend does (KnownPeers): the diff is against the specs last
+        # written, and only the plan's peers are touched. The device's own work (the
+        # kernel's, wireguard-go's) is not the agent's: until 2026-12-08 this stand-in
+        # rebuilt all 5000 peers as states on every change and again at the next health
+        # check, and 25 agents to a process made that, not the agent, the cost of a join.
+        plan = diff_peers(peers, self._peers)
+        if plan.empty:
+            return plan
+        now = time.monotonic()
+        for key in plan.remove:
+            self._peers.pop(key, None)
+            self._liveness.pop(key.raw, None)
+        for peer in [*plan.add, *(update.peer for update in plan.update)]:
+            self._peers[peer.public_key] = peer
+            self._liveness[peer.public_key.raw] = (self._handshake, self._rx)
+            if peer.allowed_ips:
+                self.routed.setdefault(peer.public_key.base64(), now)
+        self._state = None
+        emit({"peers": self.agent, "n": len(self._peers), "t": now})
         return plan
-
-    def _live(self) -> dict[Any, PeerState]:
-        return {
-            key: PeerState(key, p.allowed_ips, p.endpoint, p.persistent_keepalive)
-            for key, p in self._peers.items()
-        }
 
     def _set_peers(self, peers: Sequence[PeerSpec]) -> None:
         now = time.monotonic()
@@ -108,13 +120,23 @@ class MemoryDevice:
             if peer.allowed_ips:
                 self.routed.setdefault(key.base64(), now)
         self._state = None
+        self._liveness = {key.raw: (self._handshake, self._rx) for key in self._peers}
         emit({"peers": self.agent, "n": len(self._peers), "t": now})
 
-    async def read_state(self) -> DeviceState:
+    def _rekey(self) -> None:
+        """Every peer handshakes anew each REKEY_SECONDS (and something arrives)."""
         now = time.monotonic()
-        if self._state is None or now - self._state_at > REKEY_SECONDS:
+        if now - self._rekeyed_at > REKEY_SECONDS:
+            self._rekeyed_at = now
             self._rx += 1
-            handshake = datetime.now(UTC)
+            self._handshake = datetime.now(UTC).timestamp()
+            self._liveness = {key.raw: (self._handshake, self._rx) for key in self._peers}
+            self._state = None
+
+    async def read_state(self) -> DeviceState:
+        self._rekey()
+        if self._state is None:
+            handshake = datetime.fromtimestamp(self._handshake, tz=UTC)
             self._state = DeviceState(
                 public_key=self._public_key,
                 listen_port=self._listen_port,
@@ -130,14 +152,11 @@ class MemoryDevice:
                     for key, p in self._peers.items()
                 },
             )
-            self._state_at = now
-            stamp = handshake.timestamp()
-            self._liveness = {key.raw: (stamp, self._rx) for key in self._peers}
         return self._state
 
     async def read_liveness(self) -> dict[bytes, tuple[float, int]]:
         """What the agent's health check reads (reef.dataplane.spec.PeerLiveness)."""
-        await self.read_state()
+        self._rekey()
         return dict(self._liveness)
 
     async def index(self) -> int | None:

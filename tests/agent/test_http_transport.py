@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +105,26 @@ def test_a_connection_the_server_closed_is_replaced_once(transport: HttpTranspor
     # What an idle timeout on the server side leaves: the peer is gone, the socket open.
     connection.sock.shutdown(2)
     assert json.loads(transport.request("GET", "/version").data)["major"]
+
+
+def test_a_tls_eof_on_a_reused_connection_is_sent_again_once(
+    transport: HttpTransport, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What writing to a connection the API server reset looks like over TLS (it happened
+    # to every agent at once at 5000 members); the real server answers the second send.
+    transport.request("GET", "/version")
+    send = HttpTransport._send
+    failures: list[int] = []
+
+    def reset_once(*args: Any, **kwargs: Any) -> Any:
+        if not failures:
+            failures.append(1)
+            raise ssl.SSLEOFError(8, "EOF occurred in violation of protocol")
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(HttpTransport, "_send", staticmethod(reset_once))
+    assert json.loads(transport.request("GET", "/version").data)["major"]
+    assert failures == [1]
 
 
 def test_a_token_file_is_read_again_after_its_refresh_interval(

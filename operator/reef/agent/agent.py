@@ -57,6 +57,25 @@ Body = dict[str, Any]
 log = logging.getLogger(LOGGER_NAME)
 
 
+def wake_at(
+    sync_started: float, resync: float, health: float, retry: float | None, due: float | None
+) -> float:
+    """When the agent loop wakes next (monotonic), unless an event wakes it sooner.
+
+    A status write that was due before the sync began was that sync's to make. When it
+    could not (its write failed and the loop backs off until ``retry``; no address yet),
+    the past due time is not a reason to wake: the loop spun on it, hundreds of syncs a
+    second, until the back-off ended (bench.agent_scale, 2026-12-08). The retry or the
+    next health check comes back to it.
+    """
+    deadlines = [resync, health]
+    if retry is not None:
+        deadlines.append(retry)
+    if due is not None and due >= sync_started:
+        deadlines.append(due)
+    return min(deadlines)
+
+
 class Agent:
     def __init__(
         self, settings: AgentSettings, kube: Kube, early: EarlyRegistration | None = None
@@ -141,6 +160,7 @@ class Agent:
         self._next_health = now + self.settings.health_check_seconds
         while not self._wakeup.stopping:
             now = time.monotonic()
+            started = now
             force = now >= self._next_resync
             if force:
                 self._next_resync = now + self.settings.resync_seconds
@@ -154,12 +174,15 @@ class Agent:
             except Exception:
                 log.exception("sync failed; retrying in %.0fs", RETRY_SECONDS)
                 self._retry_at = time.monotonic() + RETRY_SECONDS
-            deadlines = [self._next_resync, self._next_health]
-            if self._retry_at is not None:
-                deadlines.append(self._retry_at)
-            if (due := self.status.due_at) is not None:
-                deadlines.append(due)
-            await self._wakeup.wait(min(deadlines))
+            await self._wakeup.wait(
+                wake_at(
+                    started,
+                    self._next_resync,
+                    self._next_health,
+                    self._retry_at,
+                    self.status.due_at,
+                )
+            )
 
     # --- one sync ---------------------------------------------------------------------
 

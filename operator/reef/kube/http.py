@@ -40,7 +40,15 @@ TOKEN_REFRESH_SECONDS = 60.0
 
 #: Errors of a keep-alive connection the server closed while it was idle: sent again
 #: once on a fresh connection (the request never reached the server, or got no answer).
-_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+#: Over TLS, writing to a connection the server has reset is an SSLEOFError (seen at
+#: 5000 members: every agent's first status write after the API server dropped its idle
+#: connections failed and backed off).
+_STALE_CONNECTION = (
+    http.client.RemoteDisconnected,
+    ConnectionResetError,
+    BrokenPipeError,
+    ssl.SSLEOFError,
+)
 
 
 class TokenFile:
