@@ -60,3 +60,46 @@ def _free_in_arenas(mode: str) -> int:
 def test_a_freed_large_buffer_is_not_kept_in_the_arenas() -> None:
     assert _free_in_arenas("default") > 2_000_000  # what the pin is for: glibc keeps them
     assert _free_in_arenas("pinned") < 1_000_000
+
+
+ARENAS = """
+import ctypes, sys, threading
+from reef.agent import malloc
+
+if sys.argv[1] == "limited":
+    assert malloc.limit_arenas()
+barrier = threading.Barrier(8)
+kept = []
+
+def allocate():
+    barrier.wait()  # all eight allocate at once: glibc would give each its own arena
+    kept.append([bytes(200 + i) for i in range(2000)])
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(None)
+libc.open_memstream.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+libc.fflush.argtypes = libc.fclose.argtypes = (ctypes.c_void_p,)
+buffer, size = ctypes.c_char_p(), ctypes.c_size_t()
+stream = libc.open_memstream(ctypes.byref(buffer), ctypes.byref(size))
+libc.malloc_info(0, stream)
+libc.fclose(stream)
+print(buffer.value.decode().count("<heap nr="))
+"""
+
+
+def _arenas(mode: str) -> int:
+    result = subprocess.run(
+        [sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, check=True
+    )
+    return int(result.stdout)
+
+
+@pytest.mark.skipif(not hasattr(ctypes.CDLL(None), "malloc_info"), reason="not glibc")
+def test_the_agent_threads_share_at_most_two_arenas() -> None:
+    assert _arenas("default") > 2  # what the cap is for: a busy thread gets its own
+    assert _arenas("limited") <= 2

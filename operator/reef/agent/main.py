@@ -74,8 +74,8 @@ def run_agent(early: EarlyRegistration | None = None) -> int:
         return 2
     configure_logging(settings.log_format, settings.log_level)
     # Before the dataplane thread reads its first device answer (reef.agent.malloc).
-    if not malloc.pin_mmap_threshold():
-        log.debug("the C library has no adjustable mmap threshold; left as it is")
+    if not (malloc.pin_mmap_threshold() and malloc.limit_arenas()):
+        log.debug("the C library has no adjustable mmap threshold or arenas; left as they are")
     # /metrics, /healthz and /readyz; started before the loop so a probe never sees a refusal
     # that the kubelet would count as a failure during start-up.
     report_build_info("agent")

@@ -13,6 +13,12 @@ Setting the threshold explicitly turns glibc's adjustment off: a block of 128 Ki
 keeps its own mapping and goes back to the system when freed. The value is glibc's own
 default; an allocation that large is a buffer or a big table, where one mmap is cheap
 next to filling it.
+
+glibc also gives each thread that allocates its own arena (up to 8 per core), and each
+arena keeps its own free pages. The agent's threads (informers parsing watch events, the
+dataplane thread, the API client's) are mostly idle and hold the GIL when they allocate,
+so separate arenas buy no concurrency and only multiply what stays resident:
+:func:`limit_arenas` caps them (``MALLOC_ARENA_MAX``, as many Python services set).
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import ctypes
 M_MMAP_THRESHOLD = -3
 #: glibc's default threshold, kept fixed from now on.
 MMAP_THRESHOLD_BYTES = 128 * 1024
+#: mallopt's parameter number for the most arenas (glibc's malloc.h), and the agent's cap.
+M_ARENA_MAX = -8
+AGENT_ARENAS = 2
 
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
@@ -31,10 +40,19 @@ def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     False, and nothing changed, where the C library has no ``mallopt`` or refuses it
     (musl accepts the call and ignores it, which also reads as False).
     """
+    return _mallopt(M_MMAP_THRESHOLD, threshold)
+
+
+def limit_arenas(count: int = AGENT_ARENAS) -> bool:
+    """Cap the C allocator's arenas (before the threads start); whether it took it."""
+    return _mallopt(M_ARENA_MAX, count)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
     library = ctypes.CDLL(None)  # the interpreter's own symbols: its C library
     mallopt = getattr(library, "mallopt", None)
     if mallopt is None:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    return bool(mallopt(parameter, value))
