@@ -106,7 +106,8 @@ class _Device:
 
     mode = "memory"
 
-    def __init__(self, ifname: str) -> None:
+    def __init__(self, ifname: str, started: object = None) -> None:
+        # ``started``: a wireguard-go the early step handed over; none here.
         self.ifname = ifname
         self.choice = BackendChoice("userspace", "in-memory device (bench.health_tick)")
         self.private: Key | None = None

@@ -165,10 +165,12 @@ class Agent:
             if force:
                 self._next_resync = now + self.settings.resync_seconds
                 self._resolver.clear()
+            due = self.status.due_at
+            check_health = force or now >= self._next_health or (due is not None and now >= due)
             if now >= self._next_health:
                 self._next_health = now + self.settings.health_check_seconds
             try:
-                await self._sync(force=force)
+                await self._sync(force=force, check_health=check_health)
             except AgentExitError:
                 raise
             except Exception:
@@ -186,7 +188,16 @@ class Agent:
 
     # --- one sync ---------------------------------------------------------------------
 
-    async def _sync(self, *, force: bool) -> None:
+    async def _sync(self, *, force: bool, check_health: bool = True) -> None:
+        """Bring the device to the plan; report the status when ``check_health`` (a health
+        tick, a resync, a coalesced write due) or when the configuration's state changed.
+
+        A sync woken by a member's change does not read the device's handshakes: at 5000
+        peers that read and check is O(N) (the whole device, every peer's liveness), and
+        a join woke every agent for it twice. Its counts reach the status at the next
+        health check, seconds later, and are coalesced for far longer anyway
+        (reef.agent.status).
+        """
         body = self._watches.own_body()
         network = self._watches.network()
         if body is None or body["metadata"].get("deletionTimestamp") is not None:
@@ -231,6 +242,7 @@ class Agent:
             cluster_prefixes=network.cluster_networks,
         )
         self._plan = plan
+        state = (self._config.configured, self._config.error)
         started = time.monotonic()
         try:
             await self._config.apply(self._key, me, network, plan, force=force)
@@ -243,7 +255,8 @@ class Agent:
         metrics.AGENT_SYNC_DURATION.observe(time.monotonic() - started)
         await self._reporter.skips(body, plan.skipped)
         await self._reporter.refused_routes(body, plan.refused_routes)
-        await self._reporter.status(body, me, plan, self._config)
+        if check_health or state != (self._config.configured, self._config.error):
+            await self._reporter.status(body, me, plan, self._config)
 
     async def _exit_port_in_use(self, body: Body, me: MeshAgent, message: str) -> None:
         """Say it everywhere an admin looks (condition, Event, log, termination message), exit."""
