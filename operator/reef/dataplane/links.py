@@ -132,19 +132,26 @@ class RouteSync:
         """
         wanted = set(networks)
         if self._index != index:
-            self._read(ipr, index)
+            self._read(ipr, index, wanted)
         try:
             self._write(ipr, index, wanted)
         except NetlinkError:
             # Memory and kernel disagree (a route removed or added behind our back):
             # read the truth once and write the difference from there.
-            self._read(ipr, index)
+            self._read(ipr, index, wanted)
             self._write(ipr, index, wanted)
 
-    def _read(self, ipr: IPRoute, index: int) -> None:
+    def _read(self, ipr: IPRoute, index: int, wanted: set[IPNetwork]) -> None:
         self._index = None  # until the read succeeded
         self._on_link = live_addresses(ipr, index)
-        self._routes = set(self._read_routes(index, REEF_ROUTE_PROTO))
+        read = self._read_routes(index, REEF_ROUTE_PROTO)
+        # Keep the caller's equal network objects (the plan's, shared) rather than the
+        # ones just parsed: at 5000 routes those were 2.5 MiB held until the next read,
+        # and a periodic resync's new set beside the freed old one left the agent's
+        # resident memory higher after every resync (docs/benchmarks.md, issue 10).
+        self._routes = {net for net in wanted if net in read}
+        if len(self._routes) < len(read):  # routes we do not want: removed by _write
+            self._routes |= read - wanted
         self._index = index
 
     def _write(self, ipr: IPRoute, index: int, networks: set[IPNetwork]) -> None:
