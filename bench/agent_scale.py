@@ -231,6 +231,15 @@ def main() -> int:
     parser.add_argument("--storm-window", type=float, default=60.0, help="CPU window, s")
     parser.add_argument("--steady-seconds", type=float, default=600.0)
     parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=None,
+        help="pause before the steady window (default: the storm window). A change of"
+        " peer counts is written within the agent's coalescing interval, 300 s at 5000"
+        " members (reef.agent.status), so a steady window that is to see no write at all"
+        " starts that long after the last change",
+    )
+    parser.add_argument(
         "--memory-floor",
         type=float,
         default=2500,
@@ -313,7 +322,9 @@ def run(bed: AgentBed, arguments: argparse.Namespace, static: int, real_names: l
         # Memory first and joins last: a run that outgrows the machine (MemoryGuard) still
         # reports the phases it finished.
         phase_memory(fleet, arguments.members, "once configured")
-        settle(arguments.storm_window)
+        settle(
+            arguments.storm_window if arguments.settle_seconds is None else arguments.settle_seconds
+        )
         phase_steady(bed.kubeconfig, fleet, arguments.steady_seconds)
         # Again: the agents' memory still grows for some seconds after they configured
         # (docs/benchmarks.md, 2026-12-04), so the figure after the quiet window is the one.
