@@ -37,6 +37,8 @@ for family in (2, 10):
         dst = route.get("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
         by_pyroute2.add(f"{dst}/{route['dst_len']}")
 read_plainly = {str(n) for n in plain_netlink.routes_via(index, links.REEF_ROUTE_PROTO)}
+keys = plain_netlink.route_keys_via(index, links.REEF_ROUTE_PROTO)
+assert {str(plain_netlink.network_of(key)) for key in keys} == read_plainly
 print(json.dumps([sorted(by_pyroute2), sorted(read_plainly)]))
 """
 

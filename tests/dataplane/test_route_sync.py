@@ -15,6 +15,7 @@ import pytest
 
 from reef.dataplane.links import REEF_ROUTE_PROTO, RouteSync
 from reef.dataplane.netlink import NetlinkError
+from reef.dataplane.plain_netlink import RouteKey, route_key
 from reef.dataplane.spec import IPNetwork
 
 INDEX = 7
@@ -39,11 +40,11 @@ class FakeKernel:
             for text in self.addresses
         ]
 
-    def routes_via(self, index: int, proto: int) -> set[IPNetwork]:
-        """What plain_netlink.routes_via reads: a dump per family (AF_INET, AF_INET6)."""
+    def routes_via(self, index: int, proto: int) -> set[RouteKey]:
+        """What plain_netlink.route_keys_via reads: a dump per family (AF_INET, AF_INET6)."""
         assert proto == REEF_ROUTE_PROTO
         self.calls += ["dump routes 2", "dump routes 10"]
-        return set(self.routes)
+        return {route_key(net) for net in self.routes}
 
     def route(self, command: str, dst: str, oif: int, proto: int, scope: int) -> None:
         net = ipaddress.ip_network(dst)

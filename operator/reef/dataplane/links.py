@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from reef.dataplane.netlink import IPRoute, NetlinkError
-from reef.dataplane.plain_netlink import routes_via
+from reef.dataplane.plain_netlink import RouteKey, network_of, route_key, route_keys_via
 from reef.dataplane.spec import IPInterface, IPNetwork
 
 # rtnetlink "proto" marking routes reef installed (unassigned in rt_protos).
@@ -97,9 +97,9 @@ def _scope(net: IPNetwork) -> int:
 
 
 #: Reads the destinations of the routes via an interface (its index) with a protocol
-#: number: :func:`reef.dataplane.plain_netlink.routes_via`, a dump per family read without
-#: pyroute2's message objects (at 5000 routes those were 20 MiB at once).
-RouteReader = Callable[[int, int], set[IPNetwork]]
+#: number: :func:`reef.dataplane.plain_netlink.route_keys_via`, a dump per family read
+#: without pyroute2's message objects (at 5000 routes those were 20 MiB at once).
+RouteReader = Callable[[int, int], set[RouteKey]]
 
 
 class RouteSync:
@@ -114,7 +114,7 @@ class RouteSync:
     (re)configure the interface, which the agent's periodic resync does.
     """
 
-    def __init__(self, read_routes: RouteReader = routes_via) -> None:
+    def __init__(self, read_routes: RouteReader = route_keys_via) -> None:
         self._read_routes = read_routes
         self._index: int | None = None
         self._on_link: set[IPInterface] = set()
@@ -145,13 +145,17 @@ class RouteSync:
         self._index = None  # until the read succeeded
         self._on_link = live_addresses(ipr, index)
         read = self._read_routes(index, REEF_ROUTE_PROTO)
-        # Keep the caller's equal network objects (the plan's, shared) rather than the
-        # ones just parsed: at 5000 routes those were 2.5 MiB held until the next read,
-        # and a periodic resync's new set beside the freed old one left the agent's
-        # resident memory higher after every resync (docs/benchmarks.md, issue 10).
-        self._routes = {net for net in wanted if net in read}
-        if len(self._routes) < len(read):  # routes we do not want: removed by _write
-            self._routes |= read - wanted
+        # Known routes are the caller's network objects (the plan's, shared), found by
+        # key; only routes nobody wants become objects (for _write to remove). Parsing
+        # all 5000 into networks held 2.5 MiB until the next read, and left the agent's
+        # resident memory a step higher after every periodic resync (issue 10).
+        routes = set()
+        for net in wanted:
+            key = route_key(net)
+            if key in read:
+                routes.add(net)
+                read.discard(key)
+        self._routes = routes | {network_of(key) for key in read}
         self._index = index
 
     def _write(self, ipr: IPRoute, index: int, networks: set[IPNetwork]) -> None:

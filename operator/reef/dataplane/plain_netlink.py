@@ -147,17 +147,36 @@ def set_up(index: int, mtu: int | None = None) -> None:
     _request(NETLINK_ROUTE, _RTM_NEWLINK, 0, payload, f"set link {index} up")
 
 
-def routes_via(index: int, protocol: int) -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+#: A route's destination as three integers: IP version, first address, prefix length.
+RouteKey = tuple[int, int, int]
+
+
+def route_key(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> RouteKey:
+    return net.version, int(net.network_address), net.prefixlen
+
+
+def route_keys_via(index: int, protocol: int) -> set[RouteKey]:
     """The destinations of the routes (IPv4 and IPv6, every table) whose output interface
-    is ``index`` and whose protocol number is ``protocol``: one dump per family."""
-    found: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = set()
-    for family in (socket.AF_INET, socket.AF_INET6):
+    is ``index`` and whose protocol number is ``protocol``, as :data:`RouteKey`: one dump
+    per family. Three small integers a route, not a network object (~0.5 KiB each: 2.5
+    MiB at 5000 routes, on every periodic resync)."""
+    found: set[RouteKey] = set()
+    for family, version in ((socket.AF_INET, 4), (socket.AF_INET6, 6)):
         for dst, prefix in _dump_routes(family, index, protocol):
-            if family == socket.AF_INET:
-                found.add(ipaddress.IPv4Network((dst or bytes(4), prefix)))
-            else:
-                found.add(ipaddress.IPv6Network((dst or bytes(16), prefix)))
+            found.add((version, int.from_bytes(dst or b"", "big"), prefix))
     return found
+
+
+def routes_via(index: int, protocol: int) -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """:func:`route_keys_via` as networks."""
+    return {network_of(key) for key in route_keys_via(index, protocol)}
+
+
+def network_of(key: RouteKey) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    version, address, prefix = key
+    if version == 4:
+        return ipaddress.IPv4Network((address, prefix))
+    return ipaddress.IPv6Network((address, prefix))
 
 
 def _dump_routes(family: int, index: int, protocol: int) -> list[tuple[bytes | None, int]]:
