@@ -36,9 +36,8 @@ for family in (2, 10):
     for route in ipr.get_routes(family=family, oif=index, proto=links.REEF_ROUTE_PROTO):
         dst = route.get("RTA_DST") or ("0.0.0.0" if family == 2 else "::")
         by_pyroute2.add(f"{dst}/{route['dst_len']}")
-read_plainly = {str(n) for n in plain_netlink.routes_via(index, links.REEF_ROUTE_PROTO)}
 keys = plain_netlink.route_keys_via(index, links.REEF_ROUTE_PROTO)
-assert {str(plain_netlink.network_of(key)) for key in keys} == read_plainly
+read_plainly = {str(plain_netlink.network_of(key)) for key in keys}
 print(json.dumps([sorted(by_pyroute2), sorted(read_plainly)]))
 """
 

@@ -40,7 +40,7 @@ class FakeKernel:
             for text in self.addresses
         ]
 
-    def routes_via(self, index: int, proto: int) -> set[RouteKey]:
+    def route_keys_via(self, index: int, proto: int) -> set[RouteKey]:
         """What plain_netlink.route_keys_via reads: a dump per family (AF_INET, AF_INET6)."""
         assert proto == REEF_ROUTE_PROTO
         self.calls += ["dump routes 2", "dump routes 10"]
@@ -70,14 +70,14 @@ def sync(routes: RouteSync, kernel: FakeKernel, wanted: list[IPNetwork]) -> list
 
 def test_the_first_sync_reads_the_kernel_and_removes_stale_routes() -> None:
     kernel = FakeKernel(nets("10.0.0.9/32", "fd00::9/128"), ["10.0.0.1/32"])
-    calls = sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.2/32"))
+    calls = sync(RouteSync(kernel.route_keys_via), kernel, nets("10.0.0.2/32"))
     assert calls[:3] == ["dump addresses", "dump routes 2", "dump routes 10"]
     assert kernel.routes == set(nets("10.0.0.2/32"))
 
 
 def test_a_joining_peer_costs_one_route_write_and_no_dump() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync(kernel.routes_via)
+    routes = RouteSync(kernel.route_keys_via)
     members = nets(*(f"10.0.0.{n}/32" for n in range(2, 30)))
     sync(routes, kernel, members)
     calls = sync(routes, kernel, [*members, *nets("10.0.0.30/32")])
@@ -90,13 +90,13 @@ def test_a_joining_peer_costs_one_route_write_and_no_dump() -> None:
 
 def test_networks_already_on_link_get_no_route() -> None:
     kernel = FakeKernel([], ["10.0.0.1/24"])
-    sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.5/32", "10.1.0.0/16"))
+    sync(RouteSync(kernel.route_keys_via), kernel, nets("10.0.0.5/32", "10.1.0.0/16"))
     assert kernel.routes == set(nets("10.1.0.0/16"))
 
 
 def test_forget_makes_the_next_sync_read_the_kernel_again() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync(kernel.routes_via)
+    routes = RouteSync(kernel.route_keys_via)
     sync(routes, kernel, nets("10.0.0.2/32"))
     kernel.routes.clear()  # someone flushed the routes behind our back
     assert sync(routes, kernel, nets("10.0.0.2/32")) == []  # memory trusts itself
@@ -109,7 +109,7 @@ def test_forget_makes_the_next_sync_read_the_kernel_again() -> None:
 
 def test_a_new_interface_index_is_read_afresh() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync(kernel.routes_via)
+    routes = RouteSync(kernel.route_keys_via)
     sync(routes, kernel, nets("10.0.0.2/32"))
     kernel.calls.clear()
     routes.sync(kernel, INDEX + 1, nets("10.0.0.2/32"))
@@ -118,7 +118,7 @@ def test_a_new_interface_index_is_read_afresh() -> None:
 
 def test_a_route_removed_behind_our_back_is_reread_not_fatal() -> None:
     kernel = FakeKernel([], ["10.0.0.1/32"])
-    routes = RouteSync(kernel.routes_via)
+    routes = RouteSync(kernel.route_keys_via)
     sync(routes, kernel, nets("10.0.0.2/32", "10.0.0.3/32"))
     kernel.routes.discard(ipaddress.ip_network("10.0.0.2/32"))
     calls = sync(routes, kernel, nets("10.0.0.3/32", "10.0.0.4/32"))
@@ -136,7 +136,7 @@ def test_an_error_that_persists_after_the_reread_is_raised() -> None:
 
     kernel.route = refuse  # type: ignore[method-assign]
     with pytest.raises(NetlinkError):
-        sync(RouteSync(kernel.routes_via), kernel, nets("10.0.0.2/32"))
+        sync(RouteSync(kernel.route_keys_via), kernel, nets("10.0.0.2/32"))
 
 
 def test_after_a_read_the_known_routes_are_the_callers_objects_not_parsed_copies() -> None:
@@ -144,7 +144,7 @@ def test_after_a_read_the_known_routes_are_the_callers_objects_not_parsed_copies
     # periodic resync left the agent's resident memory a step higher.
     members = nets(*(f"10.0.0.{n}/32" for n in range(2, 30)))
     kernel = FakeKernel(nets(*(f"10.0.0.{n}/32" for n in range(2, 30)), "10.9.0.0/16"), [])
-    routes = RouteSync(kernel.routes_via)
+    routes = RouteSync(kernel.route_keys_via)
     calls = sync(routes, kernel, members)
     assert calls[-1:] == ["del 10.9.0.0/16"]  # the unwanted one read is still removed
     kept = {id(net) for net in routes._routes}

@@ -160,7 +160,6 @@ class Agent:
         self._next_health = now + self.settings.health_check_seconds
         while not self._wakeup.stopping:
             now = time.monotonic()
-            started = now
             force = now >= self._next_resync
             if force:
                 self._next_resync = now + self.settings.resync_seconds
@@ -178,7 +177,7 @@ class Agent:
                 self._retry_at = time.monotonic() + RETRY_SECONDS
             await self._wakeup.wait(
                 wake_at(
-                    started,
+                    now,
                     self._next_resync,
                     self._next_health,
                     self._retry_at,

@@ -230,8 +230,9 @@ class LivenessTracker:
         dead: list[str] = []
         joining: list[str] = []
         for raw in unhealthy:
-            never = not (live.get(raw) or (0.0, 0))[0]
-            (joining if never and self._planned[raw] > planned_after else dead).append(by_raw[raw])
+            handshake = live[raw][0] if raw in live else 0.0
+            young = self._planned[raw] > planned_after
+            (joining if young and not handshake else dead).append(by_raw[raw])
         return HealthCheck(healthy, tuple(sorted(dead)), oldest, tuple(sorted(joining)))
 
 

@@ -7,10 +7,10 @@ the kernel has the ``wireguard`` generic-netlink family, adding an address to a 
 setting a link up (with an MTU). Each is one request and its acknowledgement; the
 messages are packed here by hand (netlink(7), rtnetlink(7), genetlink).
 
-:func:`routes_via` reads the routes of one interface: at 5000 members there are 5000,
-and pyroute2 makes a message object of ~4 KiB of each (20 MiB at once, which the agent
-kept as resident memory after every periodic resync); read here, a route costs a few
-integers. Everything else the agent does on netlink stays with pyroute2
+:func:`route_keys_via` reads the routes of one interface: at 5000 members there are
+5000, and pyroute2 makes a message object of ~4 KiB of each (20 MiB at once, which the
+agent kept as resident memory after every periodic resync); read here, a route costs
+three integers. Everything else the agent does on netlink stays with pyroute2
 (reef.dataplane.links).
 """
 
@@ -167,12 +167,8 @@ def route_keys_via(index: int, protocol: int) -> set[RouteKey]:
     return found
 
 
-def routes_via(index: int, protocol: int) -> set[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-    """:func:`route_keys_via` as networks."""
-    return {network_of(key) for key in route_keys_via(index, protocol)}
-
-
 def network_of(key: RouteKey) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """The network a :data:`RouteKey` stands for."""
     version, address, prefix = key
     if version == 4:
         return ipaddress.IPv4Network((address, prefix))

@@ -265,34 +265,33 @@ def decode_peer_configs(data: bytes, expected: Mapping[bytes, PeerSpec]) -> dict
     start = data.find(_PEER_OPENS)
     while start >= 0:
         following = data.find(_PEER_OPENS, start + 1)
-        block = data[start + len(_PEER_OPENS) : following if following >= 0 else len(data)]
-        lines = block.split(b"\n")
+        # to the end of its last line (the next block's opening newline included)
+        block = data[start + len(_PEER_OPENS) : following + 1 if following >= 0 else len(data)]
+        hex_key, _, rest = block.partition(b"\n")
         try:
-            raw = binascii.unhexlify(lines[0])
+            raw = binascii.unhexlify(hex_key)
         except binascii.Error as exc:
-            raise UapiError(f"UAPI answer with a malformed key: {lines[0][:80]!r}") from exc
+            raise UapiError(f"UAPI answer with a malformed key: {hex_key[:80]!r}") from exc
         spec = expected.get(raw)
-        if spec is not None and _block_says(lines, spec):
+        if spec is not None and _block_says(rest, spec):
             peers[spec.public_key] = spec
         else:
             peer = _PeerBuilder(Key(raw))
-            for line in lines[1:]:
-                key, sep, value = line.decode("ascii").partition("=")
-                if sep and key != "errno":
-                    peer.take(key, value)
+            for key, value in _answer_pairs(rest):
+                peer.take(key, value)
             peers[peer.public_key] = peer.build()
         start = following
     return peers
 
 
-def _block_says(lines: list[bytes], spec: PeerSpec) -> bool:
+def _block_says(block: bytes, spec: PeerSpec) -> bool:
     """Whether a peer block's endpoint, keepalive and allowed IPs are the spec's, as text
     (a spec without an endpoint never matches: the device's own endpoint is kept)."""
     if spec.endpoint is None:
         return False
     endpoint = keepalive = b""
     allowed: list[bytes] = []
-    for line in lines[1:]:
+    for line in block.split(b"\n"):
         if line.startswith(b"allowed_ip="):
             allowed.append(line[11:])
         elif line.startswith(b"endpoint="):
